@@ -1,0 +1,60 @@
+"""The ``sft`` recipe: cross-entropy on response tokens only (the imitation baseline FIGA improves on)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from bench import chat, data
+from bench.config import TrainConfig
+from bench.registry import register
+from bench.training import OfflineRecipe, check_length, pad
+
+
+@dataclass
+class SftConfig(TrainConfig):
+    target: str = field(default="revised", metadata={
+        "help": "what to imitate: 'revised' responses of a revision set, or 'reference' outputs "
+                "(SPA's output field, or any prompt+reference set such as alpaca_libre)"})
+
+
+@register("sft")
+class Sft(OfflineRecipe):
+    Config = SftConfig
+
+    def load_records(self, cfg):
+        if cfg.target not in ("revised", "reference"):
+            raise data.DataError("config", None, "target", f"expected 'revised' or 'reference', got {cfg.target!r}")
+        records = data.load(cfg.data, skip_invalid=cfg.skip_invalid)
+        if cfg.target == "revised" and not isinstance(records[0], data.RevisionTriple):
+            raise data.DataError(cfg.data, None, "revised", "target=revised needs a revision dataset")
+        return records
+
+    def _response(self, record, cfg) -> str | None:
+        if cfg.target == "revised":
+            return record.revised
+        return getattr(record, "reference", None)
+
+    def encode(self, record, tokenizer, cfg, skips):
+        response = self._response(record, cfg)
+        if not response:
+            skips.handle(data.DataError(record.origin or record.source_id, None, "reference", "missing"))
+            return None
+        ids, start = chat.sequence(tokenizer, record.prompt, response)
+        if not check_length(len(ids), self.context, record, cfg.target, skips) or start >= cfg.max_length - 1:
+            return None
+        ids = ids[: cfg.max_length]
+        return {"input_ids": ids, "labels": [-100] * start + ids[start:]}
+
+    def collate(self, features, pad_id):
+        ids = [f["input_ids"] for f in features]
+        return {
+            "input_ids": pad(ids, pad_id),
+            "attention_mask": pad([[1] * len(i) for i in ids], 0),
+            "labels": pad([f["labels"] for f in features], -100),
+        }
+
+    def loss(self, model, batch, cfg):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return out.loss, {"n_response_tokens": float((batch["labels"] != -100).sum())}

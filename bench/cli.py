@@ -1,0 +1,145 @@
+"""The ``bench`` command line: one sub-command per pipeline stage."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+app = typer.Typer(help="Benchmark fine-grained alignment methods (FIGA, SFT, DPO, PPO, fine-grained PPO).",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+recipes_app = typer.Typer(help="Registered training recipes.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: the data kit, the Hub, your own files.", no_args_is_help=True)
+app.add_typer(recipes_app, name="recipes")
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
+
+
+def fail_cleanly(fn):
+    """Bad input ends with one red line naming file, line and field: never a deep traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .data import DataError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, KeyError) as e:
+            console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) else e}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@recipes_app.command("list")
+def recipes_list():
+    """One line per recipe: name, description, where its YAML is."""
+    from . import registry
+
+    table = Table("recipe", "description", "defaults")
+    for name, spec in sorted(registry.recipes().items()):
+        table.add_row(name, spec.description, str(spec.yaml_path.relative_to(Path.cwd()) if spec.yaml_path.is_relative_to(Path.cwd()) else spec.yaml_path))
+    console.print(table)
+
+
+@recipes_app.command("show")
+@fail_cleanly
+def recipes_show(recipe: str):
+    """Every option of a recipe with its default (after the recipe YAML) and help."""
+    from . import registry
+    from .config import build_config, to_dict
+
+    spec, cls = registry.get(recipe)
+    cfg = build_config(cls.Config, [(str(spec.yaml_path), spec.defaults)])
+    helps = {f.name: f.metadata.get("help", "") for f in __import__("dataclasses").fields(cls.Config)}
+    table = Table("option", "value", "help", title=f"{spec.name}: {spec.description}")
+    for k, v in to_dict(cfg).items():
+        table.add_row(k, repr(v), helps.get(k, ""))
+    console.print(table)
+
+
+@app.command()
+@fail_cleanly
+def train(
+    recipe: Annotated[str, typer.Argument(help="recipe name (bench recipes list) or path to a recipe YAML")],
+    model: Annotated[Optional[str], typer.Option(help="HF id, local dir, or smollm2-135m-instruct")] = None,
+    data: Annotated[Optional[str], typer.Option(help="data spec, e.g. expertqa or file.jsonl?prompt=q&initial=a&revised=b")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML with option overrides")] = None,
+    output_dir: Annotated[Optional[str], typer.Option(help="checkpoint directory")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="stop after N optimiser steps")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="use at most N training records")] = None,
+    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank (0 = full fine-tune)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    skip_invalid: Annotated[bool, typer.Option(help="count and log invalid rows instead of stopping")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE override (repeatable)")] = None,
+):
+    """Train a recipe and write an ordinary Hugging Face checkpoint. Re-running resumes."""
+    from . import registry
+    from .config import build_config, parse_overrides, read_yaml, to_dict
+
+    spec, cls = registry.get(recipe)
+    flags = {k: v for k, v in dict(model=model, data=data, output_dir=output_dir, max_steps=max_steps, limit=limit,
+                                      lora_r=lora_r, seed=seed).items() if v is not None}
+    if skip_invalid:
+        flags["skip_invalid"] = True
+    layers = [(str(spec.yaml_path), spec.defaults)]
+    if config:
+        layers.append((str(config), read_yaml(config)))
+    layers += [("--set", parse_overrides(set_ or [])), ("command line", flags)]
+    cfg = build_config(cls.Config, layers)
+    console.print_json(data=to_dict(cfg))
+    out = cls().run(cfg)
+    console.print(f"[bold green]checkpoint:[/] {out}")
+
+
+@data_app.command("list")
+def data_list():
+    """The named datasets and where each is read from."""
+    from .data import DATASETS
+    from .data.readers import data_dir
+
+    table = Table("name", "kind", "source", "description")
+    for d in DATASETS.values():
+        local = data_dir() / d.file if d.file else None
+        source = str(local) if local and local.exists() else (f"hub:{d.hub[0]}" if d.hub else "missing")
+        table.add_row(d.name, d.kind, source, d.description)
+    console.print(table)
+
+
+@data_app.command("show")
+@fail_cleanly
+def data_show(spec: str, n: int = 2, skip_invalid: bool = False):
+    """Load a data spec, validate every row, and print the first records."""
+    from dataclasses import asdict
+
+    from .data import load
+
+    records = load(spec, skip_invalid=skip_invalid)
+    console.print(f"{len(records)} {type(records[0]).__name__} records")
+    for r in records[:n]:
+        console.print_json(data=asdict(r))
+
+
+@app.command("model")
+@fail_cleanly
+def model_path(spec: str = "smollm2-135m-instruct"):
+    """Resolve a model spec (converting the embedded GGUF once) and print its checkpoint path."""
+    from .models import resolve
+
+    console.print(resolve(spec))
+
+
+if __name__ == "__main__":
+    app()

