@@ -141,5 +141,9 @@ def model_path(spec: str = "smollm2-135m-instruct"):
     console.print(resolve(spec))
 
 
+# Stage commands live beside their code; each module adds its commands to `app` when imported.
+# (one import line per stage module below)
+
+
 if __name__ == "__main__":
     app()

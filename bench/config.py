@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = _help("seed for data split, init and sampling", 0)
     limit: int = _help("use at most this many training records (0 = all)", 0)
     val_fraction: float = _help("held-out fraction (hash split on source id)", 0.05)
+    val_limit: int = _help("evaluate on at most this many held-out records (0 = all)", 32)
     skip_invalid: bool = _help("count and log invalid rows instead of stopping at the first", False)
     max_length: int = _help("truncate prompt+response to this many tokens", 512)
     learning_rate: float = _help("peak learning rate", 1e-5)

@@ -146,6 +146,10 @@ def encode_all(recipe, records, tokenizer, cfg) -> tuple[list, Skips]:
         if feats is not None:
             out.append(feats)
     skips.report(f"{recipe.name} encoding")
+    dropped = len(records) - len(out) - len(skips.errors)
+    if dropped:
+        log.warning("%s: %d of %d records left out because the prompt alone fills max_length=%d",
+                    recipe.name, dropped, len(records), cfg.max_length)
     return out, skips
 
 
@@ -181,6 +185,8 @@ def train(recipe: OfflineRecipe, cfg) -> Path:
     train_recs, val_recs = train_val_split(records, cfg.val_fraction, cfg.seed)
     if cfg.limit:
         train_recs = train_recs[: cfg.limit]
+    if cfg.val_limit:
+        val_recs = val_recs[: cfg.val_limit]
     model = models.load_model(cfg.model)
     recipe.context = models.context_length(model)
     train_set, skips = encode_all(recipe, train_recs, tokenizer, cfg)
