@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def get(name_or_yaml: str) -> tuple[RecipeSpec, type]:
         if name_or_yaml not in known:
             raise KeyError(f"unknown recipe '{name_or_yaml}'; known: {', '.join(sorted(known))}")
         spec = known[name_or_yaml]
+    if spec.yaml_path.parent.resolve() not in (_ROOT / "figa", _ROOT / "baselines"):
+        # A recipe outside the package: its module sits beside its YAML.
+        sys.path.insert(0, str(spec.yaml_path.parent.resolve()))
     importlib.import_module(spec.module)
     if spec.name not in _CLASSES:
         raise KeyError(f"module {spec.module} does not register recipe '{spec.name}' (missing @register?)")
