@@ -141,8 +141,21 @@ def model_path(spec: str = "smollm2-135m-instruct"):
     console.print(resolve(spec))
 
 
+@app.command()
+@fail_cleanly
+def leaderboard(
+    results: Annotated[Path, typer.Argument(help="directory searched for run results.json files")] = Path("results/runs"),
+    out: Annotated[Path, typer.Option(help="where index.html goes")] = Path("results/site"),
+):
+    """Render every run's results.json into a static HTML leaderboard (no server needed)."""
+    from leaderboard.build import build
+
+    console.print(f"[bold green]leaderboard:[/] {build(results, out)}")
+
+
 # Stage commands live beside their code; each module adds its commands to `app` when imported.
 # (one import line per stage module below)
+from . import cli_suite  # noqa: E402,F401  (bench suite)
 
 
 if __name__ == "__main__":
