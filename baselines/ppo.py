@@ -1,0 +1,357 @@
+"""The ``ppo`` recipe (RLHF with a sequence-level reward) and the loop ``fg-ppo`` shares with it.
+
+One iteration = rollout (HF ``generate``, sampling at ``temperature`` from the current policy), scoring
+(the reward plugin, then the policy's and the reference's log-probs and the values of the sampled tokens),
+and update (``ppo_epochs`` passes of clipped policy + value losses over minibatches of ``batch_size``
+responses). The arithmetic is ``bench.ppo_core``; the reward is a ``bench.rewards`` plugin. ``ppo`` credits
+the reward to the last token (``dense = False``); ``fg-ppo`` (baselines/fg_ppo.py) keeps one reward per
+token. That is the only difference: both read every other setting from ``PpoConfig``'s defaults.
+
+The value function is a linear head on the policy's last hidden state. With LoRA (the default) the
+reference policy is the same network with its adapters disabled, so no second copy is held; with full
+fine-tuning a frozen copy is kept. Dropout is off throughout so log-probs at update time match the rollout's.
+
+Outputs in ``output_dir``: ``ppo_log.jsonl`` (one line per iteration: reward, KL, entropy, length, losses,
+clip fractions, seconds per phase), ``ppo_state.pt`` (resume point, every ``save_steps`` iterations), and at
+the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench import chat, data, models, ppo_core, rewards
+from bench.config import TrainConfig, to_dict
+from bench.registry import register
+from bench.training import apply_lora, output_dir
+
+log = logging.getLogger("bench.ppo")
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class PpoConfig(TrainConfig):
+    """Defaults shared by ``ppo`` and ``fg-ppo`` (prompts, budget, KL): change them here for both."""
+
+    reward_model: str = _help("reward model checkpoint dir, or 'token-id:N' (+1 per emitted token N; tests)",
+                              "results/checkpoints/reward-model")
+    normalize_reward: bool = _help("divide rewards by the RM's calibration std and remove its mean", True)
+    rollout_batch: int = _help("prompts sampled per iteration", 32)
+    max_new_tokens: int = _help("response length limit during rollouts", 96)
+    max_prompt_length: int = _help("skip prompts longer than this many tokens", 256)
+    temperature: float = _help("sampling temperature of rollouts", 1.0)
+    ppo_epochs: int = _help("passes over each rollout batch", 2)
+    kl_coef: float = _help("initial coefficient of the per-token KL penalty", 0.05)
+    kl_target: float = _help("adaptive KL target per response (0 = fixed coefficient)", 0.0)
+    kl_horizon: int = _help("adaptive KL horizon in samples", 10000)
+    gamma: float = _help("GAE discount", 1.0)
+    lam: float = _help("GAE lambda", 0.95)
+    clip_range: float = _help("PPO policy ratio clip", 0.2)
+    clip_range_value: float = _help("PPO value clip", 0.2)
+    vf_coef: float = _help("weight of the value loss", 0.1)
+    whiten_rewards: bool = _help("whiten per-token rewards over the batch before GAE", False)
+    whiten_advantages: bool = _help("whiten advantages over the batch", True)
+    no_eos_penalty: float = _help("subtracted from a response that hits max_new_tokens without ending", 1.0)
+    forward_batch_size: int = _help("responses per no-grad forward while scoring", 8)
+    # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
+    max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
+    batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
+    learning_rate: float = _help("peak learning rate", 5e-5)
+    lr_scheduler: str = _help("transformers scheduler name", "constant")
+    lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy)", 16)
+    lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
+
+
+class PolicyWithValue(torch.nn.Module):
+    """The causal LM and a value head on its last hidden state; ``score`` runs both over response tokens."""
+
+    def __init__(self, lm, reference=None):
+        super().__init__()
+        self.lm = lm
+        self.value_head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=lm.dtype, device=lm.device)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+        self.reference = reference  # None: the LoRA model with adapters disabled
+
+    def score(self, seqs, attn, start: int, values: bool = True, reference: bool = False):
+        """Log-probs of ``seqs[:, start:]`` given their prefixes, (values), and the logits that gave them."""
+        n = seqs.size(1) - start
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        kw = dict(input_ids=seqs, attention_mask=attn, position_ids=pos, logits_to_keep=n + 1,
+                  output_hidden_states=values)
+        if reference and self.reference is not None:
+            out = self.reference(**kw)
+        elif reference:
+            with self.lm.disable_adapter():
+                out = self.lm(**kw)
+        else:
+            out = self.lm(**kw)
+        logits = out.logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, seqs[:, start:, None]).squeeze(-1)
+        v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
+        return logp, v, logits
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def _trim(seqs, attn, start):
+    """Drop leading columns that are padding in every row (prompts are left-padded to the longest)."""
+    first = int((attn[:, :start].sum(0) > 0).nonzero()[0]) if attn[:, :start].any() else start - 1
+    first = min(first, start - 1)
+    return seqs[:, first:], attn[:, first:], start - first
+
+
+class PromptSchedule:
+    """Deterministic prompt order: a seeded permutation per pass, so iteration i always gets the same
+    prompts and a resumed run continues exactly where it stopped."""
+
+    def __init__(self, prompts: list, seed: int):
+        self.prompts, self.seed = prompts, seed
+
+    def batch(self, iteration: int, size: int) -> list:
+        out = []
+        for k in range(iteration * size, (iteration + 1) * size):
+            epoch, i = divmod(k, len(self.prompts))
+            order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed + epoch))
+            out.append(self.prompts[int(order[i])])
+        return out
+
+
+@register("ppo")
+class Ppo:
+    Config = PpoConfig
+    dense = False  # a sequence-level reward: the plugin's total goes on the last token
+
+    # ------------------------------------------------------------------ setup
+    def load_prompts(self, cfg, tokenizer) -> list[tuple[list, list[int]]]:
+        """Unique prompts of the training split (held-out prompts stay unseen), with their token ids."""
+        records = data.load(cfg.data, skip_invalid=cfg.skip_invalid)
+        train_recs, _ = data.train_val_split(records, cfg.val_fraction, cfg.seed)
+        seen, out, too_long = set(), [], 0
+        for r in train_recs:
+            key = json.dumps(r.prompt)
+            if key in seen:
+                continue
+            seen.add(key)
+            ids = chat.prompt_ids(tokenizer, r.prompt)
+            if len(ids) > cfg.max_prompt_length:
+                too_long += 1
+                continue
+            out.append((r.prompt, ids))
+        if too_long:
+            log.info("ppo: %d prompts longer than %d tokens left out", too_long, cfg.max_prompt_length)
+        if cfg.limit:
+            out = out[: cfg.limit]
+        if not out:
+            raise data.DataError(cfg.data, None, "prompt", f"no prompt of at most {cfg.max_prompt_length} tokens")
+        return out
+
+    def build_policy(self, cfg) -> PolicyWithValue:
+        lm = models.load_model(cfg.model)
+        lm.generation_config.pad_token_id = lm.generation_config.pad_token_id or lm.config.eos_token_id
+        if cfg.lora_r:
+            return PolicyWithValue(apply_lora(lm, cfg))
+        reference = copy.deepcopy(lm).eval().requires_grad_(False)
+        return PolicyWithValue(lm, reference)
+
+    # ------------------------------------------------------------------ one iteration
+    @torch.no_grad()
+    def rollout(self, policy, batch, tokenizer, cfg, iteration: int):
+        from transformers import GenerationConfig
+
+        query, qmask = _left_pad([ids for _, ids in batch], tokenizer.pad_token_id)
+        gen = GenerationConfig(do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                               max_new_tokens=cfg.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(cfg.seed * 1_000_003 + iteration)  # resume-stable sampling
+        dev = policy.lm.device
+        out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
+        response = out[:, query.size(1):]
+        is_eos = response == tokenizer.eos_token_id
+        ended = is_eos.any(1)
+        length = torch.where(ended, is_eos.float().argmax(1) + 1, torch.full_like(ended, response.size(1), dtype=torch.long))
+        width = int(length.max())
+        response = response[:, :width]
+        mask = (torch.arange(width)[None] < length[:, None]).long()
+        response = torch.where(mask.bool(), response, tokenizer.pad_token_id)
+        seqs = torch.cat([query, response], 1)
+        attn = torch.cat([qmask, mask], 1)
+        return seqs, attn, query.size(1), mask.float(), ended
+
+    @torch.no_grad()
+    def score_batch(self, policy, seqs, attn, start, cfg):
+        """Old log-probs, values, reference log-probs and entropy, in chunks of forward_batch_size."""
+        parts = {"logp": [], "values": [], "ref": [], "entropy": []}
+        dev = policy.lm.device
+        for i in range(0, len(seqs), cfg.forward_batch_size):
+            s, a = seqs[i: i + cfg.forward_batch_size].to(dev), attn[i: i + cfg.forward_batch_size].to(dev)
+            s, a, st = _trim(s, a, start)
+            logp, values, logits = policy.score(s, a, st)
+            parts["logp"].append(logp.cpu())
+            parts["values"].append(values.cpu())
+            parts["entropy"].append(ppo_core.entropy_from_logits(logits).cpu())
+            parts["ref"].append(policy.score(s, a, st, values=False, reference=True)[0].cpu())
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    def update(self, policy, optimizer, scheduler, seqs, attn, start, old, cfg, iteration: int) -> dict:
+        stats = {"policy_loss": [], "value_loss": [], "clip_frac": [], "value_clip_frac": [], "approx_kl": []}
+        dev = policy.lm.device
+        gen = torch.Generator().manual_seed(cfg.seed + iteration)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        for _ in range(cfg.ppo_epochs):
+            order = torch.randperm(len(seqs), generator=gen)
+            for i in range(0, len(seqs), cfg.batch_size):
+                idx = order[i: i + cfg.batch_size]
+                s, a, st = _trim(seqs[idx].to(dev), attn[idx].to(dev), start)
+                logp, values, _ = policy.score(s, a, st)
+                m = old["mask"][idx].to(dev)
+                pl, clip_frac, approx_kl = ppo_core.policy_loss(logp, old["logp"][idx].to(dev), old["advantages"][idx].to(dev),
+                                                                m, cfg.clip_range)
+                vl, vclip = ppo_core.value_loss(values, old["values"][idx].to(dev), old["returns"][idx].to(dev), m,
+                                                cfg.clip_range_value)
+                (pl + cfg.vf_coef * vl).backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                for k, v in zip(stats, (pl, vl, clip_frac, vclip, approx_kl)):
+                    stats[k].append(float(v.detach()))
+        return {k: sum(v) / len(v) for k, v in stats.items()}
+
+    def iteration(self, policy, reward_fn, kl, optimizer, scheduler, batch, tokenizer, cfg, it: int) -> dict:
+        t0 = time.perf_counter()
+        seqs, attn, start, mask, ended = self.rollout(policy, batch, tokenizer, cfg, it)
+        t1 = time.perf_counter()
+        response_ids = [seqs[b, start: start + int(mask[b].sum())].tolist() for b in range(len(seqs))]
+        scores_rows = reward_fn([p for p, _ in batch], [ids for _, ids in batch], response_ids)
+        scores = torch.zeros_like(mask)
+        for b, row in enumerate(scores_rows):
+            scores[b, : len(row)] = torch.tensor(row)
+        t2 = time.perf_counter()
+        old = self.score_batch(policy, seqs, attn, start, cfg)
+        t3 = time.perf_counter()
+        token_rewards, kl_tokens = ppo_core.assemble_rewards(scores, old["logp"], old["ref"], mask, kl.coef, ended,
+                                                             cfg.no_eos_penalty)
+        if cfg.whiten_rewards:
+            token_rewards = ppo_core.masked_whiten(token_rewards, mask, shift_mean=False)
+        advantages, returns = ppo_core.gae(token_rewards, old["values"], mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = ppo_core.masked_whiten(advantages, mask)
+        old.update(mask=mask, advantages=advantages, returns=returns)
+        stats = self.update(policy, optimizer, scheduler, seqs, attn, start, old, cfg, it)
+        t4 = time.perf_counter()
+        kl_per_seq = kl_tokens.sum(1)
+        record = {
+            "iteration": it + 1,
+            "reward_mean": float(scores.sum(1).mean()),
+            "reward_std": float(scores.sum(1).std()) if len(scores) > 1 else 0.0,
+            "total_reward_mean": float((token_rewards * mask).sum(1).mean()),
+            "kl": float(kl_per_seq.mean()),
+            "kl_coef": kl.coef,
+            "entropy": float(ppo_core.masked_mean(old["entropy"], mask)),
+            "response_length": float(mask.sum(1).mean()),
+            "ended_frac": float(ended.float().mean()),
+            "value_mean": float(ppo_core.masked_mean(old["values"], mask)),
+            **stats,
+            "lr": scheduler.get_last_lr()[0],
+            "time_rollout": t1 - t0,
+            "time_scoring": t3 - t1,
+            "time_reward": t2 - t1,
+            "time_logprobs": t3 - t2,
+            "time_update": t4 - t3,
+            "time_total": t4 - t0,
+        }
+        kl.update(record["kl"], len(seqs))
+        return record
+
+    # ------------------------------------------------------------------ the run
+    def run(self, cfg) -> Path:
+        from transformers import get_scheduler, set_seed
+
+        set_seed(cfg.seed)
+        out = output_dir(self, cfg)
+        done = out / "bench_run.json"
+        if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
+            log.info("%s already trained with this config; delete %s to retrain", out, done)
+            return out
+        out.mkdir(parents=True, exist_ok=True)
+        tokenizer = models.load_tokenizer(cfg.model)
+        prompts = self.load_prompts(cfg, tokenizer)
+        iterations = cfg.max_steps if cfg.max_steps > 0 else math.ceil(len(prompts) * cfg.epochs / cfg.rollout_batch)
+        reward_fn = rewards.build(cfg.reward_model, tokenizer, dense=self.dense, normalize=cfg.normalize_reward)
+        policy = self.build_policy(cfg)
+        policy.eval()  # no dropout anywhere: ratios compare deterministic log-probs
+        params = [p for p in policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        steps = iterations * cfg.ppo_epochs * math.ceil(cfg.rollout_batch / cfg.batch_size)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * steps),
+                                  num_training_steps=steps)
+        kl = ppo_core.KLController(cfg.kl_coef, cfg.kl_target or None, cfg.kl_horizon)
+        first = self.resume(out, policy, optimizer, scheduler, kl)
+        schedule = PromptSchedule(prompts, cfg.seed)
+        log_path = out / "ppo_log.jsonl"
+        t0 = time.perf_counter()
+        for it in range(first, iterations):
+            record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
+                                    schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it)
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if (it + 1) % max(cfg.logging_steps, 1) == 0:
+                log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1, record["reward_mean"],
+                         record["kl"], record["response_length"], record["time_total"])
+            if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
+                self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
+        self.save(policy, tokenizer, out)
+        done.write_text(json.dumps({
+            "recipe": self.name, "config": to_dict(cfg), "model_source": models.resolve(cfg.model),
+            "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
+            "iterations": iterations, "train_seconds": time.perf_counter() - t0,
+        }, indent=2, default=str))
+        return out
+
+    def checkpoint(self, out: Path, policy, optimizer, scheduler, kl, iteration: int) -> None:
+        trainable = {n: p.detach().cpu() for n, p in policy.named_parameters() if p.requires_grad}
+        tmp = out / "ppo_state.pt.tmp"
+        torch.save({"iteration": iteration, "params": trainable, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "kl_coef": kl.coef}, tmp)
+        os.replace(tmp, out / "ppo_state.pt")
+
+    def resume(self, out: Path, policy, optimizer, scheduler, kl) -> int:
+        """Load ``ppo_state.pt`` if present; drop log lines written after it. Returns the next iteration."""
+        path, log_path = out / "ppo_state.pt", out / "ppo_log.jsonl"
+        state = torch.load(path, weights_only=False) if path.exists() else None
+        first = state["iteration"] if state else 0
+        if log_path.exists():
+            kept = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["iteration"] <= first]
+            log_path.write_text("".join(l + "\n" for l in kept))
+        if state:
+            missing = policy.load_state_dict(state["params"], strict=False)
+            if missing.unexpected_keys:
+                raise RuntimeError(f"{path} does not match this policy: {missing.unexpected_keys[:3]}")
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            kl.coef = state["kl_coef"]
+            log.info("ppo: resuming at iteration %d from %s", first, path)
+        return first
+
+    def save(self, policy, tokenizer, out: Path) -> None:
+        lm = policy.lm.merge_and_unload() if hasattr(policy.lm, "merge_and_unload") else policy.lm
+        lm.save_pretrained(out)
+        tokenizer.save_pretrained(out)
