@@ -291,11 +291,11 @@ class Ppo:
         if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
             log.info("%s already trained with this config; delete %s to retrain", out, done)
             return out
-        out.mkdir(parents=True, exist_ok=True)
         tokenizer = models.load_tokenizer(cfg.model)
         prompts = self.load_prompts(cfg, tokenizer)
         iterations = cfg.max_steps if cfg.max_steps > 0 else math.ceil(len(prompts) * cfg.epochs / cfg.rollout_batch)
         reward_fn = rewards.build(cfg.reward_model, tokenizer, dense=self.dense, normalize=cfg.normalize_reward)
+        out.mkdir(parents=True, exist_ok=True)
         policy = self.build_policy(cfg)
         policy.eval()  # no dropout anywhere: ratios compare deterministic log-probs
         params = [p for p in policy.parameters() if p.requires_grad]

@@ -156,6 +156,7 @@ def leaderboard(
 # Stage commands live beside their code; each module adds its commands to `app` when imported.
 # (one import line per stage module below)
 from . import cli_suite  # noqa: E402,F401  (bench suite)
+from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
 
 
 if __name__ == "__main__":

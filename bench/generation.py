@@ -211,6 +211,12 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    tmp.replace(path)
+
+
 def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, backend: str = "auto",
                   sampling: Sampling = Sampling(), generator: str | None = None, dataset: str = "",
                   chunk: int = 256, backend_options: dict | None = None) -> Path:
@@ -228,7 +234,10 @@ def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, ba
     keys = [content_key("generation", fingerprint, text, asdict(sampling), name) for text in rendered]
 
     jsonl = out / "generations.jsonl"
-    done = {r.get("key"): r for r in read_rows(jsonl)}
+    previous = read_rows(jsonl)
+    done = {r.get("key"): r for r in previous}
+    if jsonl.exists() and len(jsonl.read_text().splitlines()) != len(previous):  # drop a torn last line before appending
+        _write_rows(jsonl, previous)
     todo = [i for i, k in enumerate(keys) if k not in done]
     log.info("%d of %d prompts already generated; %d to go (backend %s)", len(prompts) - len(todo), len(prompts), len(todo), name)
     started, new_tokens, version = time.time(), 0, None
@@ -256,9 +265,7 @@ def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, ba
     elapsed = time.time() - started
     rows = [done[k] for k in keys]
     if len(done) != len(rows):  # rows left from other settings: rewrite so the file matches this run exactly
-        tmp = jsonl.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        tmp.replace(jsonl)
+        _write_rows(jsonl, rows)
     alpaca = [dict(instruction=r["instruction"], output=r["output"], generator=r["generator"], dataset=r["dataset"]) for r in rows]
     (out / "model_outputs.json").write_text(json.dumps(alpaca, indent=2, ensure_ascii=False))
     meta = dict(model=model_dir, generator=generator, dataset=dataset, n=len(rows), sampling=asdict(sampling),

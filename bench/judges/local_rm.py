@@ -194,8 +194,11 @@ def pair_features(extract: FrozenFeatures, pairs: list[PreferencePair], chunk: i
 
     root = cache_dir() / "judge_features"
     root.mkdir(parents=True, exist_ok=True)
-    prompts = [p.prompt for p in pairs] * 2
-    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    texts = [(p.prompt, r) for p in pairs for r in (p.chosen,)] + [(p.prompt, p.rejected) for p in pairs]
+    index: dict[str, int] = {}
+    where = [index.setdefault(json.dumps(t), len(index)) for t in texts]  # QA-Feedback answers recur across pairs
+    unique = [json.loads(k) for k in index]
+    prompts, responses = [u[0] for u in unique], [u[1] for u in unique]
     parts, t0 = [], time.time()
     for s in range(0, len(prompts), chunk):
         key = content_key("features", extract.fingerprint, extract.layers, extract.max_tokens,
@@ -206,7 +209,7 @@ def pair_features(extract: FrozenFeatures, pairs: list[PreferencePair], chunk: i
             f.with_suffix(".tmp.npy").replace(f)
         parts.append(np.load(f))
         log.info("features %d/%d (%.0f s)", min(s + chunk, len(prompts)), len(prompts), time.time() - t0)
-    feats = np.concatenate(parts)
+    feats = np.concatenate(parts)[where]
     return feats[: len(pairs)], feats[len(pairs):]
 
 
@@ -219,9 +222,9 @@ def _fit(diff: np.ndarray, C: float):
 
 
 def train_head(out: Path = DEFAULT_HEAD, backbone: str = "smollm2-135m-instruct", seed: int = 0,
-               limit: int | None = None, max_tokens: int = 384) -> Head:
+               limit: int | None = None, max_tokens: int = 384, layers=CANDIDATE_LAYERS) -> Head:
     """Fit the head on the training parts of the human-labelled sets; select depth and C on 20% of them."""
-    extract = FrozenFeatures(backbone, CANDIDATE_LAYERS, max_tokens)
+    extract = FrozenFeatures(backbone, layers, max_tokens)
     splits = human_pairs(seed)
     train = [p for tr, _ in splits.values() for p in (tr[:limit] if limit else tr)]
     fc, fr = pair_features(extract, train)
@@ -230,7 +233,7 @@ def train_head(out: Path = DEFAULT_HEAD, backbone: str = "smollm2-135m-instruct"
     _, val_ids = train_val_split(train, 0.2, seed + 1)
     is_val = np.isin([p.source_id for p in train], [p.source_id for p in val_ids])
     best = None
-    for j, layer in enumerate(CANDIDATE_LAYERS):
+    for j, layer in enumerate(layers):
         for C in (0.001, 0.003, 0.01, 0.03, 0.1):
             w = _fit(diff[~is_val, j], C)
             acc = float(np.mean(diff[is_val, j] @ w > 0))

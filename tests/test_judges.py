@@ -1,0 +1,146 @@
+"""Judges: registry, pointwise-to-pairwise verdicts, the LLM judge's parsing, position swap, retries and
+errors (against a scripted client here; against a served model in test_serve.py), and the local judge's
+training and cached scoring on the tiny model."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from bench.cache import Cache
+from bench.judges import ScorerJudge, get, judges
+from bench.judges.llm import EndpointError, LLMJudge, parse, annotator_config
+
+PROMPTS = [[{"role": "user", "content": f"Question {i}?"}] for i in range(3)]
+
+
+def test_registry_lists_judges_and_rejects_unknown_names_and_options():
+    assert {"local-rm", "llm", "reward-model"} <= set(judges())
+    with pytest.raises(KeyError, match="unknown judge 'nope'"):
+        get("nope")
+    with pytest.raises(KeyError, match="no option"):
+        get("llm", colour="red")
+
+
+class LengthScorer:
+    def score(self, prompts, responses, batch_size=8):
+        return [float(len(r)) for r in responses]
+
+
+def test_scorer_judge_prefers_the_higher_score_and_ties_equal_scores():
+    j = ScorerJudge(LengthScorer())
+    v = j.compare(PROMPTS, ["long answer", "a", "same"], ["short", "bb", "same"])
+    assert [x.preference for x in v] == [1.0, 0.0, 0.5]
+    assert v[0].detail == {"score_model": 11.0, "score_ref": 5.0}
+
+
+def test_alpaca_eval_parsers_are_used():
+    chatgpt = annotator_config("chatgpt")
+    assert parse(chatgpt, "Output (b)") == 2.0
+    assert parse(chatgpt, "Output (a) is better") == 1.0
+    assert parse(chatgpt, "I cannot decide") is None
+    ranking = annotator_config("alpaca_eval_gpt4")
+    assert parse(ranking, "[{'model': 'model_1', 'rank': 2}, {'model': 'model_2', 'rank': 1}]") == 2.0
+    with pytest.raises(KeyError, match="logprobs"):
+        annotator_config("alpaca_eval_clf_gpt4_turbo")
+
+
+class ScriptedClient:
+    """An OpenAI client stand-in that answers from a function of the rendered prompt (unit tests only)."""
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+        self.chat = self
+        self.completions = self
+
+    def create(self, **params):
+        from types import SimpleNamespace
+
+        self.calls.append(params)
+        text = self.answer(params["messages"][-1]["content"], params)
+        if isinstance(text, Exception):
+            raise text
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text))])
+
+
+def scripted_judge(tmp_path, answer, **options) -> tuple[LLMJudge, ScriptedClient]:
+    judge = LLMJudge(base_url="http://127.0.0.1:9/v1", model="scripted", **options)
+    judge.client = ScriptedClient(answer)
+    judge.cache = Cache("calls", tmp_path)
+    return judge, judge.client
+
+
+def first_output(prompt: str) -> str:
+    """The text shown as Output (a) in the chatgpt annotator's prompt."""
+    return prompt.rsplit("## Output (a):", 1)[1].split("## Output (b):")[0].strip()
+
+
+def test_llm_judge_swaps_positions_and_counts_inconsistent_verdicts_as_ties(tmp_path):
+    # A judge that prefers the model's answer in both orders, and one that always says "(a)" (position bias).
+    fair, client = scripted_judge(tmp_path / "a", lambda p, _: "Output (a)" if first_output(p).startswith("GOOD") else "Output (b)")
+    v = fair.compare(PROMPTS[:2], ["GOOD answer", "bad"], ["bad ref", "GOOD ref"])
+    assert [x.preference for x in v] == [1.0, 0.0]
+    assert len(client.calls) == 4  # two orders per pair
+    biased, _ = scripted_judge(tmp_path / "b", lambda p, _: "Output (a)")
+    v = biased.compare(PROMPTS[:2], ["x", "y"], ["r", "s"])
+    assert [x.preference for x in v] == [0.5, 0.5]
+    assert all(x.detail["consistent"] is False for x in v)
+
+
+def test_llm_judge_retries_unparsable_answers_then_counts_the_failure(tmp_path):
+    # Parsable only when the retry samples (temperature > 0): the retry is used.
+    judge, client = scripted_judge(tmp_path / "a", lambda p, params: "Output (b)" if params["temperature"] > 0 else "hmm")
+    v = judge.compare(PROMPTS[:1], ["out"], ["ref"])
+    assert v[0].preference == 0.5 and len(client.calls) == 4  # (b) in both orders = inconsistent = tie
+    never, client = scripted_judge(tmp_path / "b", lambda p, _: "no idea", parse_retries=2)
+    v = never.compare(PROMPTS[:1], ["out"], ["ref"])
+    assert v[0].preference is None and v[0].detail["failed"]
+    assert len(client.calls) == 6  # 3 attempts per order, then counted as a failure
+
+
+def test_llm_judge_calls_are_cached_by_content(tmp_path):
+    judge, client = scripted_judge(tmp_path, lambda p, _: "Output (a)")
+    judge.compare(PROMPTS, ["x", "y", "z"], ["r", "s", "t"])
+    n = len(client.calls)
+    again = judge.compare(PROMPTS, ["x", "y", "z"], ["r", "s", "t"])
+    assert len(client.calls) == n and len(again) == 3
+    judge.compare(PROMPTS[:1], ["changed"], ["r"])
+    assert len(client.calls) == n + 2
+
+
+def test_llm_judge_backs_off_then_reports_a_down_endpoint(tmp_path, monkeypatch):
+    import httpx
+    import openai
+
+    sleeps = []
+    monkeypatch.setattr("bench.judges.llm.time.sleep", sleeps.append)
+    err = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+    judge, client = scripted_judge(tmp_path, lambda p, _: err, network_retries=3)
+    with pytest.raises(EndpointError, match="unreachable after 4 attempts.*bench serve"):
+        judge.compare(PROMPTS[:1], ["x"], ["r"])
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_llm_judge_against_a_closed_port_fails_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr("bench.judges.llm.time.sleep", lambda s: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    with pytest.raises(EndpointError, match=f"127.0.0.1:{port}.*unreachable"):
+        LLMJudge(base_url=f"http://127.0.0.1:{port}/v1", network_retries=1)
+
+
+def test_local_judge_trains_saves_and_scores_with_a_cache(tmp_path, tiny_model_dir, monkeypatch):
+    from bench.judges import local_rm
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    head_path = tmp_path / "head.safetensors"
+    head = local_rm.train_head(head_path, backbone=tiny_model_dir, limit=24, max_tokens=96, layers=(1, 2))
+    assert head.layer in (1, 2) and head_path.exists()
+    judge = local_rm.LocalRMJudge(head=str(head_path))
+    v = judge.compare(PROMPTS[:2], ["A clear, correct answer.", "x"], ["x", "A clear, correct answer."])
+    assert v[0].preference == 1 - v[1].preference  # pointwise scores: swapping the answers swaps the verdict
+    judge.scorer._features = None  # the backbone must not be needed again: everything is cached
+    monkeypatch.setattr(local_rm, "FrozenFeatures", None)
+    assert [x.detail for x in judge.compare(PROMPTS[:2], ["A clear, correct answer.", "x"], ["x", "A clear, correct answer."])] == [x.detail for x in v]

@@ -1,0 +1,86 @@
+"""``bench serve`` on the tiny model: a chat completion on 127.0.0.1, the LLM judge against it, clean Ctrl-C.
+
+One server for the module (each start costs ~50 s on CPU); the tests run in file order and the last one
+stops it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    from bench.serve import free_port
+
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250", "BENCH_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bench"), "serve", tiny_model_dir, "--port", str(port),
+                             "--name", "tiny"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    deadline = time.time() + 400
+    while not any("serving" in line for line in lines):
+        assert proc.poll() is None and time.time() < deadline, "".join(lines[-40:])
+        time.sleep(1)
+    url = re.search(r"http://\S+/v1", "".join(lines)).group(0)
+    yield proc, url, port, lines
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def test_serve_answers_a_chat_completion_on_localhost(server):
+    from openai import OpenAI
+
+    _, url, port, _ = server
+    assert url == f"http://127.0.0.1:{port}/v1"
+    client = OpenAI(base_url=url, api_key="EMPTY")
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello!"}], max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens <= 8
+
+
+def test_llm_judge_against_the_served_model(server, tmp_path):
+    """Mechanics on a real endpoint: two orders per pair, answers constrained to alpaca_eval's labels so the
+    chatgpt annotator's parser reads every one, per-order verdicts combined, and a re-run served from cache."""
+    from bench.cache import Cache
+    from bench.judges import get
+
+    _, url, _, _ = server
+    judge = get("llm", base_url=url, choices=["Output (a)", "Output (b)"], max_tokens=8)
+    judge.cache = Cache("calls", tmp_path)
+    assert judge.model == "tiny"  # the endpoint's first model
+    prompts = [[{"role": "user", "content": q}] for q in ("Name a fruit.", "What is 3 + 4?", "Say hi.")]
+    verdicts = judge.compare(prompts, ["Apple.", "7", "Hi!"], ["A car.", "12", "Goodbye."])
+    assert all(v.preference in (0.0, 0.5, 1.0) for v in verdicts)
+    for v in verdicts:
+        assert v.detail["ref_first"][0] in ("Output (a)", "Output (b)")
+        assert v.detail["model_first"][0] in ("Output (a)", "Output (b)")
+        expected = v.detail["pref_ref_first"] if v.detail["pref_ref_first"] == v.detail["pref_model_first"] else 0.5
+        assert v.preference == expected
+    assert len(judge.cache) == 6
+    judge.client = None  # a re-run must not touch the endpoint
+    assert [v.preference for v in judge.compare(prompts, ["Apple.", "7", "Hi!"], ["A car.", "12", "Goodbye."])] == \
+        [v.preference for v in verdicts]
+
+
+def test_serve_stops_cleanly_on_ctrl_c(server):
+    from bench.serve import _healthy
+
+    proc, _, port, lines = server
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(90) == 0, "".join(lines[-30:])
+    assert not _healthy(f"http://127.0.0.1:{port}/health")
+    with pytest.raises(subprocess.CalledProcessError):  # no vLLM process of ours is left behind
+        subprocess.run(["pgrep", "-f", f"--port {port}"], check=True, capture_output=True)
