@@ -243,6 +243,8 @@ class Ppo:
         scores_rows = reward_fn([p for p, _ in batch], [ids for _, ids in batch], response_ids)
         scores = torch.zeros_like(mask)
         for b, row in enumerate(scores_rows):
+            if len(row) != len(response_ids[b]):
+                raise ValueError(f"reward plugin returned {len(row)} scores for a {len(response_ids[b])}-token response")
             scores[b, : len(row)] = torch.tensor(row)
         t2 = time.perf_counter()
         old = self.score_batch(policy, seqs, attn, start, cfg)

@@ -220,6 +220,10 @@ class PairwiseRewardRecipe(OfflineRecipe):
         train_recs, val_recs = data.train_val_split(self.load_records(cfg), cfg.val_fraction, cfg.seed)
         if cfg.limit:
             train_recs = train_recs[: cfg.limit]
+        def fits(r) -> bool:  # as encode() decides
+            return len(chat.prompt_ids(rm.tokenizer, r.prompt)) < cfg.max_length - 1
+
+        train_recs, val_recs = [r for r in train_recs if fits(r)], [r for r in val_recs if fits(r)]
         val_recs = val_recs[: cfg.eval_pairs] if cfg.eval_pairs else val_recs
         heldout: dict = {"config": _eval_key(cfg), "n": 0}
         if val_recs:
@@ -231,13 +235,14 @@ class PairwiseRewardRecipe(OfflineRecipe):
         return {"heldout": heldout, "calibration": calibration}
 
     def pair_scores(self, rm: RewardModel, records, cfg) -> list[tuple[list[float], list[float]]]:
-        """Token scores of (chosen, rejected) per record, truncated to max_length as in training."""
+        """Token scores of (chosen, rejected) per record, truncated to max_length as in training (records
+        whose prompt alone fills max_length are left out there, so ``records`` must not contain them)."""
         prompts, responses = [], []
         for r in records:
             p = chat.prompt_ids(rm.tokenizer, r.prompt)
             for text in self.pair(r):
                 prompts.append(p)
-                responses.append(chat.response_ids(rm.tokenizer, text)[: max(cfg.max_length - len(p), 1)])
+                responses.append(chat.response_ids(rm.tokenizer, text)[: cfg.max_length - len(p)])
         scores = rm.token_scores_ids(prompts, responses, cfg.batch_size * 2)
         return list(zip(scores[0::2], scores[1::2]))
 

@@ -158,11 +158,11 @@ def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_o
     from .judges.run import judge_pair, outputs_side, reference_side, write_annotations
     from .metrics import paired_difference
 
+    reference = reference_side(against, limit)  # read (and validate) every input before any judge starts
+    sides = [outputs_side(path) for path in outputs]
     judge = _judge(judge_name, judge_options)
-    reference = reference_side(against, limit)
     rows, frames = [], []
-    for path in outputs:
-        side = outputs_side(path)
+    for path, side in zip(outputs, sides):
         t0 = time.time()
         summary, frame, verdicts = judge_pair(judge, side, reference, n_boot, seed)
         summary["judge_seconds"] = round(time.time() - t0, 2)

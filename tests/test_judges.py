@@ -144,3 +144,59 @@ def test_local_judge_trains_saves_and_scores_with_a_cache(tmp_path, tiny_model_d
     judge.scorer._features = None  # the backbone must not be needed again: everything is cached
     monkeypatch.setattr(local_rm, "FrozenFeatures", None)
     assert [x.detail for x in judge.compare(PROMPTS[:2], ["A clear, correct answer.", "x"], ["x", "A clear, correct answer."])] == [x.detail for x in v]
+
+
+@pytest.fixture()
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty result cache that still shares the converted SmolLM2 (no 30 s re-conversion)."""
+    from bench.models import cache_dir
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / "models").symlink_to(cache_dir() / "models")
+    monkeypatch.setenv("BENCH_CACHE", str(root))
+    return root
+
+
+@pytest.mark.integration
+def test_bench_eval_and_judge_end_to_end(tmp_path, tiny_model_dir, fresh_cache):
+    """`bench eval` (HF backend, tiny model) judged by the shipped local judge; a re-run is served from cache;
+    `bench judge` of two output sets reports their paired difference."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cache import Cache
+    from bench.cli import app
+
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    args = ["eval", tiny_model_dir, "--limit", "4", "--backend", "hf", "--max-new-tokens", "8", "--n-boot", "200",
+            "--output-dir", str(out), "--json", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    r = json.loads(report.read_text())["results"][0]
+    assert r["n"] == 4 and r["reference"] == "alpaca_eval-reference" and r["judge_failures"] == 0
+    assert 0 <= r["win_rate_ci95"][0] <= r["win_rate"] <= r["win_rate_ci95"][1] <= 1
+    assert (out / "annotations_local-rm_vs_alpaca_eval-reference.jsonl").exists()
+    scores = len(Cache("judge_scores"))
+    assert CliRunner().invoke(app, args).exit_code == 0
+    assert json.loads((out / "generation_meta.json").read_text())["generated_now"] == 0
+    assert len(Cache("judge_scores")) == scores
+    both = tmp_path / "both.json"
+    result = CliRunner().invoke(app, ["judge", str(out), str(out / "model_outputs.json"), "--against", "alpaca_eval",
+                                      "--n-boot", "200", "--json", str(both)])
+    assert result.exit_code == 0, result.output
+    d = json.loads(both.read_text())["paired_differences"][0]
+    assert d["win_rate_diff"] == 0 and d["win_rate_diff_ci95"] == [0.0, 0.0]
+
+
+def test_bench_judge_names_the_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    bad = tmp_path / "outs.jsonl"
+    bad.write_text('{"instruction": "hi", "output": "hello"}\n{"instruction": "x", "output": 3}\n')
+    result = CliRunner().invoke(app, ["judge", str(bad), "--judge", "llm", "--against", "alpaca_eval"])
+    assert result.exit_code == 2
+    assert "outs.jsonl, line 2: field 'output': expected a string" in " ".join(result.output.split())

@@ -55,10 +55,13 @@ def eval_set_side(spec: str, limit: int | None = None) -> Side:
     records = load(spec, limit=limit)
     if not isinstance(records[0], EvalPrompt):
         raise DataError(spec, None, None, "is not an eval set (needs prompts with reference outputs)")
-    missing = [r for r in records if not r.reference]
-    if missing:
-        raise DataError(missing[0].origin or spec, None, "reference", f"eval set '{spec}' has no reference output here "
-                        f"({len(missing)} of {len(records)} prompts lack one): pass another model's outputs as --against")
+    missing = [r for r in records if not (r.reference or "").strip()]
+    if len(missing) == len(records):
+        raise DataError(spec, None, "reference", "this eval set has no reference outputs: pass another model's outputs as --against")
+    if missing:  # AlpacaEval's davinci-003 file itself has 2 empty outputs; those prompts cannot be judged
+        log.warning("%s: %d of %d prompts have no reference output and are not judged (first: %s)",
+                    spec, len(missing), len(records), missing[0].origin)
+    records = [r for r in records if (r.reference or "").strip()]
     items = [(instruction_text(r.prompt), {"id": r.id, "prompt": r.prompt, "output": r.reference}) for r in records]
     return Side(f"{spec}-reference", _keyed(items), spec)
 
