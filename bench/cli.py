@@ -141,6 +141,26 @@ def model_path(spec: str = "smollm2-135m-instruct"):
     console.print(resolve(spec))
 
 
+@app.command("run")
+@fail_cleanly
+def run_pipeline(
+    stage: Annotated[str, typer.Argument(help="all, or one of: train, generate, judge, suite, report")] = "all",
+    config: Annotated[Optional[Path], typer.Option(help="run YAML (default runs/smollm2-cpu.yaml)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE run override, e.g. eval_limit=20")] = None,
+):
+    """The whole comparison: train every method on the same budget, generate, judge, benchmark, report.
+    Every stage resumes: finished work is read back, not redone."""
+    from .config import parse_overrides
+    from .pipeline import STAGES, load_run_config, run_all
+
+    if stage != "all" and stage not in STAGES:
+        raise KeyError(f"unknown stage '{stage}'; use all or one of {', '.join(STAGES)}")
+    default = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
+    run = load_run_config(config or default, parse_overrides(set_ or []))
+    page = run_all(run, None if stage == "all" else [stage])
+    console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))
+
+
 @app.command()
 @fail_cleanly
 def leaderboard(

@@ -11,9 +11,10 @@ Runs and presentation are joined only by this schema (``bench.results/1``), one 
                         "winrate": {"win_rate": float, "ci": [lo, hi], "lc_win_rate": float,
                                     "lc_ci": [lo, hi], "n": int, "avg_length": float} | null,
                         "vs_base": {"diff": float, "ci": [lo, hi]} | null,
-                        "suite": {METRIC: {"value": float, "stderr": float | null}} | null}}}
+                        "suite": {METRIC: {"value": float, "stderr": float | null,
+                                           "partial": bool?}} | null}}}
 
-Rates are fractions in [0, 1]; the page shows percentages.
+Win rates are fractions in [0, 1] (the page shows percentages); suite values are already in %.
 """
 
 from __future__ import annotations

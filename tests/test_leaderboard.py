@@ -15,12 +15,12 @@ def doc(**over):
         "judge": {"name": "local-rm", "card": {"agreement": 0.61}}, "suite": ["mmlu"],
         "methods": {
             "base": {"winrate": {"win_rate": 0.20, "ci": [0.15, 0.25], "lc_win_rate": 0.22, "lc_ci": [0.16, 0.28],
-                                 "n": 100, "avg_length": 80.0}, "suite": {"mmlu": {"value": 0.30, "stderr": 0.01}}},
+                                 "n": 100, "avg_length": 80.0}, "suite": {"mmlu": {"value": 30.0, "stderr": 1.0}}},
             "figa": {"winrate": {"win_rate": 0.31, "ci": [0.25, 0.37], "lc_win_rate": 0.29, "lc_ci": [0.22, 0.35],
                                  "n": 100, "avg_length": 95.0},
                      "vs_base": {"diff": 0.11, "ci": [0.04, 0.18]},
                      "train": {"wall_s": 512.0, "steps": 20, "curve": [[1, 2.0], [2, 1.5], [3, 1.2]], "curve_name": "loss"},
-                     "suite": {"mmlu": {"value": 0.31, "stderr": 0.01}}},
+                     "suite": {"mmlu": {"value": 31.5, "stderr": 1.2}}},
             "sft": {"winrate": None, "suite": None},
         },
     }
@@ -34,6 +34,7 @@ def test_page_ranks_methods_and_shows_intervals(tmp_path):
     page = build(tmp_path / "runs", tmp_path / "site").read_text()
     assert page.index(">figa<") < page.index(">base<") < page.index(">sft<")  # by win rate, missing last
     assert "31.0" in page and "[25.0, 37.0]" in page and "+11.0" in page and "<svg" in page
+    assert "31.5" in page and "±1.2" in page
     assert 'class="pos"' in page  # the CI of the difference excludes zero
 
 
