@@ -29,7 +29,7 @@ def bench_backend(backend: str, fraction: float, shots: dict) -> dict:
         start = time.perf_counter()
         _ = runner.lm
         startup = time.perf_counter() - start
-        entries = runner.run()
+        entries = runner.run()  # shuts the model (and a vLLM engine) down when done
         total = time.perf_counter() - start
         summary = build_summary(entries, runner.provenance, {})
     per_entry = {e.entry: round(e.seconds, 1) for e in entries}

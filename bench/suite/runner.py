@@ -236,7 +236,18 @@ class SuiteRunner:
         return EntryResult(entry, str(path), False, seconds, json.loads(path.read_text()))
 
     def run(self) -> list[EntryResult]:
-        return [self.run_entry(e) for e in self.entries]
+        try:
+            return [self.run_entry(e) for e in self.entries]
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the model now. A vLLM engine runs in child processes that, left to interpreter exit, can
+        keep the parent waiting on them; an explicit shutdown ends them with the run."""
+        engine = getattr(getattr(getattr(self._lm, "model", None), "llm_engine", None), "engine_core", None)
+        if engine is not None and hasattr(engine, "shutdown"):
+            engine.shutdown()
+        self._lm = None
 
 
 def run_suite(checkpoint: str, cfg: SuiteConfig, reward: float | None = None, vicuna: float | None = None,
