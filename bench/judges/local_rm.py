@@ -191,22 +191,31 @@ def human_pairs(seed: int = 0) -> dict[str, tuple[list[PreferencePair], list[Pre
 
 
 def relevance_pairs(n: int = 1200, seed: int = 0) -> list[PreferencePair]:
-    """Constructed (not human) pairs from Alpaca-Libre demonstrations: the demonstration written for an
-    instruction is preferred to the demonstration of another instruction.
+    """Constructed (not human) pairs: an Alpaca-Libre demonstration is preferred, for its own instruction, to
+    (even rows) the demonstration of another instruction, or (odd rows) a short generic chat reply taken from
+    HH-RLHF's assistant turns ("I'm not sure what you mean", ...).
 
-    Trained on human pairs alone (HH-RLHF harmless-base), the head rewards saying little: it let an empty
-    answer beat AlpacaEval's references on every prompt (null-model check). Answering *this* instruction is
-    what those labels never reward, so we teach it here. No AlpacaEval prompt or output is used.
+    Trained on human pairs alone, the head rewarded saying little (HH-RLHF harmless-base prefers evasive
+    replies): an empty answer beat AlpacaEval's references on every prompt of the null-model check. Answering
+    *this* instruction, and answering at all, is what those labels never reward, so we teach it here. The
+    null-model check's own strings are excluded, so the check stays a held-out test; no AlpacaEval prompt or
+    output is used.
     """
     import random
 
     from ..data import load
+    from ..metrics import NULL_OUTPUTS
 
+    rng = random.Random(seed)
     demos = [d for d in load("alpaca_libre") if (d.reference or "").strip()]
-    random.Random(seed).shuffle(demos)
+    rng.shuffle(demos)
     demos = demos[:n]
-    return [PreferencePair(d.prompt, d.reference, demos[(i + 1) % len(demos)].reference, d.source_id, d.origin)
-            for i, d in enumerate(demos)]
+    banned = {t.strip().lower() for t in NULL_OUTPUTS}
+    short = sorted({r for p in load("hh_rlhf", kind="preference") for r in (p.chosen, p.rejected)
+                    if 10 <= len(r) <= 80 and r.strip().lower() not in banned})
+    rng.shuffle(short)
+    return [PreferencePair(d.prompt, d.reference, demos[(i + 1) % len(demos)].reference if i % 2 == 0 else short[i % len(short)],
+                           d.source_id, d.origin) for i, d in enumerate(demos)]
 
 
 def pair_features(extract: FrozenFeatures, pairs: list[PreferencePair], chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:

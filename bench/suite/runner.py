@@ -80,12 +80,10 @@ def checkpoint_fingerprint(checkpoint: str) -> list:
 def resolve_suite(spec: str) -> tuple[list[str], list[str]]:
     """``spec`` -> (entries, include paths). Comma-separated: a named suite, a task directory, a task
     YAML file, or any lm-eval task / group / tag name."""
-    entries, include = [], []
+    entries, include = [], [str(TASKS_DIR)]  # our tasks are always known by name (figa_mmlu, ...)
     for part in [s.strip() for s in spec.split(",") if s.strip()]:
         if part in SUITES:
             entries += SUITES[part]
-            if part == "figa":
-                include.append(str(TASKS_DIR))
         elif Path(part).is_dir():
             include.append(str(Path(part).resolve()))
             entries += top_level_entries(Path(part))
@@ -124,7 +122,7 @@ def entry_fingerprint(entry: str, include: list[str]) -> list:
     from bench.data.readers import data_dir
 
     return [entry, [files_fingerprint(Path(p), ("*.yaml", "*.py")) for p in include],
-            files_fingerprint(data_dir() / "eval") if include else []]
+            files_fingerprint(data_dir() / "eval")]
 
 
 class SuiteRunner:
