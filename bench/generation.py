@@ -9,7 +9,7 @@ Outputs of ``generate_eval``, in one directory:
 - ``generations.jsonl``: one row per prompt with token counts, finish reason, seed, sampling parameters,
   backend and version, chat-template hash, and the row's content key;
 - ``model_outputs.json``: AlpacaEval's format (instruction, output, generator, dataset);
-- ``generation_meta.json``: the run's settings and provenance.
+- ``generation_meta.json``: the run's settings and provenance (its tokens/s includes the engine start).
 Rows are appended as each chunk finishes and keyed by a content hash of (model weights, rendered prompt,
 sampling, backend), so an interrupted run resumes with only the missing prompts, and a re-run is free.
 """
@@ -231,7 +231,7 @@ def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, ba
     generator = generator or Path(model_dir).name
     fingerprint = model_fingerprint(model_dir)
     rendered = [render_prompt(tokenizer, p.prompt) for p in prompts]
-    keys = [content_key("generation", fingerprint, text, asdict(sampling), name) for text in rendered]
+    keys = [content_key("generation", fingerprint, p.id, text, asdict(sampling), name) for p, text in zip(prompts, rendered)]
 
     jsonl = out / "generations.jsonl"
     previous = read_rows(jsonl)

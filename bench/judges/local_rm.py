@@ -211,8 +211,8 @@ def relevance_pairs(n: int = 1200, seed: int = 0) -> list[PreferencePair]:
     rng.shuffle(demos)
     demos = demos[:n]
     banned = {t.strip().lower() for t in NULL_OUTPUTS}
-    short = sorted({r for p in load("hh_rlhf", kind="preference") for r in (p.chosen, p.rejected)
-                    if 10 <= len(r) <= 80 and r.strip().lower() not in banned})
+    hh_train, _ = train_val_split(load("hh_rlhf", kind="preference"), HELD_OUT, seed)  # never the held-out replies
+    short = sorted({r for p in hh_train for r in (p.chosen, p.rejected) if 10 <= len(r) <= 80 and r.strip().lower() not in banned})
     rng.shuffle(short)
     return [PreferencePair(d.prompt, d.reference, demos[(i + 1) % len(demos)].reference if i % 2 == 0 else short[i % len(short)],
                            d.source_id, d.origin) for i, d in enumerate(demos)]
