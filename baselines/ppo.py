@@ -11,9 +11,13 @@ The value function is a linear head on the policy's last hidden state. With LoRA
 reference policy is the same network with its adapters disabled, so no second copy is held; with full
 fine-tuning a frozen copy is kept. Dropout is off throughout so log-probs at update time match the rollout's.
 
-Outputs in ``output_dir``: ``ppo_log.jsonl`` (one line per iteration: reward, KL, entropy, length, losses,
-clip fractions, seconds per phase), ``ppo_state.pt`` (resume point, every ``save_steps`` iterations), and at
-the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
+Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``reward_mean``/``reward_std``
+(per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
+penalty), ``kl`` (per-response sum of log pi - log ref), ``kl_coef``, ``entropy`` (per token),
+``response_length``, ``ended_frac``, ``policy_loss``, ``value_loss``, ``clip_frac``, ``value_clip_frac``,
+``approx_kl`` and seconds per phase (``time_rollout``, ``time_scoring`` = ``time_reward`` +
+``time_logprobs``, ``time_update``); ``ppo_state.pt`` (resume point, every ``save_steps`` iterations); and
+at the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class RunConfig:
     judge: str = "local-rm"
     judge_options: dict = field(default_factory=dict)
     suite: str = "figa"
-    suite_limit: int = 50
+    suite_limit: float = 0.05  # documents per task, or a fraction of each task if < 1
+    suite_shots: dict = field(default_factory=lambda: {"figa_mmlu": 0})  # few-shot overrides per suite entry
     suite_backend: str = "hf"
     root: str = "results/runs"
 
@@ -74,7 +75,8 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     for key, value in doc.items():
         if key not in names:
             raise DataError(path or "run config", None, key, f"unknown option (known: {', '.join(names)})")
-        want = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict}.get(key)
+        want = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict,
+                "suite_shots": dict}.get(key)
         if want and not isinstance(value, want):
             raise DataError(path or "run config", None, key, f"expected a {want.__name__}")
     return RunConfig(**doc)
@@ -177,7 +179,7 @@ def suite_all(run: RunConfig) -> None:
     for method in policies(run):
         log.info("[suite] %s: %s (limit %s)", method, run.suite, run.suite_limit)
         cfg = SuiteConfig(suite=run.suite, backend=run.suite_backend, limit=run.suite_limit or None,
-                          out_dir=str(run.dir / "suite" / method))
+                          shots=run.suite_shots, out_dir=str(run.dir / "suite" / method))
         run_suite(checkpoint(run, method), cfg, reward=mean_reward(run, method))
 
 

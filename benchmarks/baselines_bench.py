@@ -3,7 +3,7 @@
     flock /tmp/heavy.lock .venv/bin/python benchmarks/baselines_bench.py [--pairs 128] [--only rm dpo ppo]
 
 - ``rm``: the sequence RM trained on ``--pairs`` HH-RLHF pairs, held-out pairwise accuracy (Wilson 95% CI)
-  on up to ``--eval-pairs`` pairs of HH-RLHF's held-out split (val_fraction 0.2, never trained on); the token
+  on up to ``--eval-pairs`` pairs of HH-RLHF's held-out split (val_fraction 0.05, never trained on); the token
   RM trained on expertqa revision pairs and scored on expertqa's held-out pairs (pairwise + token-label
   accuracy). Training throughput in pairs/s for both.
 - ``dpo``: DPO training throughput in pairs/s on expertqa, and the one-off reference-log-prob pass.
@@ -39,7 +39,7 @@ def bench_rm(work: Path, pairs: int, eval_pairs: int) -> dict:
     from baselines.token_reward_model import TokenRewardModel
 
     out = {}
-    for name, cls, data, val in (("sequence_rm_hh_rlhf", SequenceRewardModel, "hh_rlhf", 0.2),
+    for name, cls, data, val in (("sequence_rm_hh_rlhf", SequenceRewardModel, "hh_rlhf", 0.05),
                                  ("token_rm_expertqa", TokenRewardModel, "expertqa", 0.1)):
         t0 = time.perf_counter()
         path = _run(cls, data=data, output_dir=str(work / name), limit=pairs, epochs=1, val_fraction=val,
