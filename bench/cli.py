@@ -134,7 +134,7 @@ def data_show(spec: str, n: int = 2, skip_invalid: bool = False):
 
 @app.command("model")
 @fail_cleanly
-def model_path(spec: str = "smollm2-135m-instruct"):
+def model_path(spec: Annotated[str, typer.Argument(help="HF id, local dir, or smollm2-135m-instruct")] = "smollm2-135m-instruct"):
     """Resolve a model spec (converting the embedded GGUF once) and print its checkpoint path."""
     from .models import resolve
 
