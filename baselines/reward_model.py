@@ -20,8 +20,8 @@ label (the backbone and its ``score`` head: transformers loads it directly), the
 both kinds keeps loading trivial: the kind only decides where the head is read.
 
 During training the head is a ``score`` linear layer attached to the causal LM, so the shared loop's LoRA
-(``all-linear``) adapts it too and its checkpoints resume; it starts at zero (no random init to reproduce
-on resume). Training is single-process: the head is applied outside the model's forward.
+(``all-linear``) adapts it too (the head's base weight keeps its seeded random init, its LoRA update learns)
+and checkpoints resume. Training is single-process: the head is applied outside the model's forward.
 """
 
 from __future__ import annotations
@@ -189,8 +189,13 @@ class PairwiseRewardRecipe(OfflineRecipe):
         if cfg.lora_r and cfg.lora_targets != "all-linear" and "score" not in cfg.lora_targets.split(","):
             raise data.DataError("config", None, "lora_targets", "add 'score' so LoRA can train the reward head")
         model.score = torch.nn.Linear(model.config.hidden_size, 1, dtype=model.dtype, device=model.device)
-        torch.nn.init.zeros_(model.score.weight)
-        torch.nn.init.zeros_(model.score.bias)
+        # Seeded (resume rebuilds the same head) and not zero: under LoRA the head's base weight stays at
+        # this init, and a zero head would pass no gradient to the backbone's adapters.
+        std = getattr(model.config, "initializer_range", 0.02)
+        init = torch.randn(model.score.weight.shape, generator=torch.Generator().manual_seed(cfg.seed)) * std
+        with torch.no_grad():
+            model.score.weight.copy_(init)
+            model.score.bias.zero_()
         return model
 
     def loss(self, model, batch, cfg):

@@ -176,12 +176,18 @@ def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_o
     diffs = [{"a": frames[0][0], "b": name, **paired_difference(frames[0][1], frame, n_boot, seed)} for name, frame in frames[1:]]
     measured = card(judge_name) or {}
     report = {"results": rows, "paired_differences": diffs,
-              "judge_card": {k: measured.get(k) for k in ("agreement", "agreement_ci95", "position_consistency", "held_out_pairs")}}
+              "judge_card": {k: measured.get(k) for k in ("agreement", "agreement_ci95", "position_consistency", "held_out_pairs",
+                                                           "null_model_check")}}
     console.print(_table(rows, diffs))
     if measured:
         lo, hi = measured["agreement_ci95"]
         console.print(f"judge {judge_name}: agreement with held-out human labels {100 * measured['agreement']:.1f}% "
                       f"[{100 * lo:.1f}, {100 * hi:.1f}] on {measured['held_out_pairs']} pairs")
+    if measured and not measured["null_model_check"]["passed"]:
+        worst = max(measured["null_model_check"]["null_win_rates"].items(), key=lambda kv: kv[1])
+        console.print(f"[bold yellow]warning:[/] judge {judge_name} failed its null-model check: the constant answer "
+                      f"{worst[0]!r} beat the reference on {100 * worst[1]:.0f}% of prompts (judge card). Read these win "
+                      "rates with that in mind; an LLM judge (--judge llm) is the stronger choice where one can be served.")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2))

@@ -177,7 +177,8 @@ def test_bench_eval_and_judge_end_to_end(tmp_path, tiny_model_dir, fresh_cache):
     r = json.loads(report.read_text())["results"][0]
     assert r["n"] == 4 and r["reference"] == "alpaca_eval-reference" and r["judge_failures"] == 0
     assert 0 <= r["win_rate_ci95"][0] <= r["win_rate"] <= r["win_rate_ci95"][1] <= 1
-    assert (out / "annotations_local-rm_vs_alpaca_eval-reference.jsonl").exists()
+    annotations = [json.loads(x) for x in next(tmp_path.glob("report.*.annotations.jsonl")).read_text().splitlines()]
+    assert len(annotations) == 4 and {"instruction", "output", "reference", "preference", "detail"} <= set(annotations[0])
     scores = len(Cache("judge_scores"))
     assert CliRunner().invoke(app, args).exit_code == 0
     assert json.loads((out / "generation_meta.json").read_text())["generated_now"] == 0
