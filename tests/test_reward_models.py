@@ -47,7 +47,7 @@ def sequence_rm(tiny_model_dir, toy_files, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def token_rm(tiny_model_dir, toy_files, tmp_path_factory):
-    return _train(TokenRewardModel, tiny_model_dir, toy_files[1], tmp_path_factory.mktemp("trm") / "out")
+    return _train(TokenRewardModel, tiny_model_dir, toy_files[1], tmp_path_factory.mktemp("trm") / "out", max_steps=24)
 
 
 def test_sequence_rm_beats_chance_and_scores(sequence_rm):
