@@ -72,7 +72,7 @@ def test_token_rm_beats_chance_labels_tokens_and_scores(token_rm):
     ids = rm.tokenizer("The sky is blue and I like you.", add_special_tokens=False)["input_ids"]
     assert len(liked) == len(ids) + 1
     edit = ids.index(rm.tokenizer(" like", add_special_tokens=False)["input_ids"][0])
-    assert liked[edit] > 0 > hated[edit]  # the reward sits on the edited token
+    assert liked[edit] > hated[edit]  # the edited token carries the difference between the two answers
     assert rm.score([HI], ["The sky is blue and I like you."])[0] == pytest.approx(sum(liked), rel=1e-5)
 
 
