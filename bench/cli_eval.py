@@ -118,13 +118,14 @@ def serve(
     port: Annotated[int, typer.Option(help="port (0 = pick a free one)")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(help="require this key from clients")] = None,
     name: Annotated[Optional[str], typer.Option(help="served model name (default: directory name)")] = None,
+    max_model_len: Annotated[int, typer.Option(help="longest prompt + answer in tokens (bench suite's --backend endpoint uses it)")] = 4096,
 ):
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
     from .serve import serve as serve_ctx
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM shuts down as cleanly as Ctrl-C
     try:
-        with serve_ctx(model, host, port, api_key, name) as url:
+        with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as url:
             console.print(f"[bold green]serving[/] {url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
             while True:
                 time.sleep(3600)

@@ -50,7 +50,7 @@ def summary_table(summary: dict) -> Table:
 def suite(
     checkpoint: Annotated[str, typer.Argument(help="local dir, Hub id, or smollm2-135m-instruct")],
     suite_: Annotated[str, typer.Option("--suite", help="figa | figa-hub | lm-eval task names | task dir | YAML (comma-separated)")] = "figa",
-    backend: Annotated[str, typer.Option(help="hf | vllm | endpoint (or an http:// URL for endpoint)")] = "hf",
+    backend: Annotated[str, typer.Option(help="hf-prefix (hf reusing shared prompt prefixes) | hf | vllm | endpoint (or an http:// URL for endpoint)")] = "hf-prefix",
     url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server for --backend endpoint")] = None,
     limit: Annotated[Optional[float], typer.Option(help="at most N documents per task, or a fraction if < 1 (quick runs)")] = None,
     shots: Annotated[Optional[list[str]], typer.Option(help="TASK=N few-shot override, e.g. figa_mmlu=0 (repeatable)")] = None,

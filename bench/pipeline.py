@@ -51,7 +51,7 @@ class RunConfig:
     suite: str = "figa"
     suite_limit: float = 0.05  # documents per task, or a fraction of each task if < 1
     suite_shots: dict = field(default_factory=lambda: {"figa_mmlu": 0})  # few-shot overrides per suite entry
-    suite_backend: str = "hf"
+    suite_backend: str = "hf-prefix"
     root: str = "results/runs"
 
     @property

@@ -34,7 +34,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def server_command(model_dir: str, host: str, port: int, name: str, api_key: str | None = None,
-                   max_model_len: int = 2048, extra: list[str] | None = None) -> list[str]:
+                   max_model_len: int = 4096, extra: list[str] | None = None) -> list[str]:
     import torch
 
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
@@ -80,7 +80,7 @@ def stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
 @contextlib.contextmanager
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           name: str | None = None, startup_timeout: float = 600, log_path: str | Path | None = None,
-          extra: list[str] | None = None) -> Iterator[str]:
+          extra: list[str] | None = None, max_model_len: int = 4096) -> Iterator[str]:
     """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit."""
     from .generation import cpu_vllm_env
     from .models import resolve
@@ -90,7 +90,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     port = port or free_port(host)
     cpu_vllm_env()
     log_path = Path(log_path or tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
-    cmd = server_command(model_dir, host, port, name, api_key, extra=extra)
+    cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra)
     log.info("starting: %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)

@@ -75,6 +75,27 @@ def test_llm_judge_against_the_served_model(server, tmp_path):
         [v.preference for v in verdicts]
 
 
+def test_suite_endpoint_backend_scores_like_hf(server, tiny_model_dir, tmp_path):
+    """``bench suite --backend URL`` against ``bench serve``: the server scores the same token ids as lm-eval's
+    hf model in-process (prompt log-probabilities via echo), so the metrics agree up to float rounding."""
+    from bench.data.readers import data_dir
+    from bench.suite import TASKS_DIR, SuiteConfig, run_suite
+
+    if not (data_dir() / "eval").is_dir():
+        pytest.skip("data kit not found (set BENCH_DATA)")
+    _, url, _, _ = server
+    suite = ",".join(str(TASKS_DIR / f) for f in ("figa_truthfulqa.yaml", "figa_winogender.yaml"))
+    results = {}
+    for backend in ("endpoint", "hf"):
+        summary = run_suite(tiny_model_dir, SuiteConfig(suite=suite, backend=backend, url=url, limit=3,
+                                                        out_dir=str(tmp_path / backend)))
+        results[backend] = {t: {m: v["value"] for m, v in row["metrics"].items()} for t, row in summary["tasks"].items()}
+        assert summary["backend"] == backend
+    assert results["endpoint"].keys() == results["hf"].keys()
+    for task, metrics in results["hf"].items():
+        assert results["endpoint"][task] == pytest.approx(metrics, abs=1e-3), task
+
+
 def test_serve_stops_cleanly_on_ctrl_c(server):
     from bench.serve import _healthy
 

@@ -1,7 +1,8 @@
-"""Which lm-eval model runs the suite: its own ``hf`` and ``vllm`` backends, or ``local-completions``
-against any OpenAI-compatible server (a vLLM server, ``bench serve``).
+"""Which lm-eval model runs the suite: its own ``hf`` and ``vllm`` backends, ``hf-prefix`` (``hf`` that
+reuses shared prompt prefixes, bench/suite/prefix_lm.py; the default: ~10x fewer tokens on FIGA's suite),
+or ``local-completions`` against any OpenAI-compatible server (a vLLM server, ``bench serve``).
 
-All three score the same requests; the choice is recorded in the results because it changes speed and,
+All of them score the same requests; the choice is recorded in the results because it changes speed and,
 in the last decimals, the numbers (batching, kernels). On CPU everything runs in fp32 (bf16 matmul is
 ~400x slower without AVX512-BF16) and on ``device="cpu"``, since lm-eval's hf backend defaults to CUDA.
 """
@@ -15,7 +16,7 @@ import os
 import urllib.request
 from dataclasses import dataclass
 
-BACKENDS = ("hf", "vllm", "endpoint")
+BACKENDS = ("hf-prefix", "hf", "vllm", "endpoint")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ def make_backend(name: str, checkpoint: str, batch_size: int = 16, url: str | No
                  max_length: int = 4096) -> Backend:
     """``checkpoint`` is a resolved local directory or Hub id (``bench.models.resolve``)."""
     cuda = _cuda()
-    if name == "hf":
-        return Backend("hf", "hf", {"pretrained": checkpoint, "dtype": "bfloat16" if cuda else "float32",
+    if name in ("hf", "hf-prefix"):  # hf-prefix: lm-eval's hf with shared-prefix reuse (prefix_lm.py)
+        return Backend(name, name, {"pretrained": checkpoint, "dtype": "bfloat16" if cuda else "float32",
                                     "device": "cuda" if cuda else "cpu", "batch_size": batch_size,
                                     "max_length": max_length})
     if name == "vllm":
@@ -57,22 +58,27 @@ def make_backend(name: str, checkpoint: str, batch_size: int = 16, url: str | No
         if not url:
             raise ValueError("--backend endpoint needs --url http://HOST:PORT (an OpenAI-compatible server)")
         base = url.rstrip("/").removesuffix("/v1/completions").removesuffix("/v1")
+        served = served_model(base)
+        # The server refuses prompts longer than its own context: lm-eval must cut them to that length.
+        max_length = min(max_length, served.get("max_model_len") or max_length)
         return Backend("endpoint", "local-completions", {
-            "model": served_model(base) or checkpoint, "base_url": f"{base}/v1/completions",
-            # The server may not tokenize for us; lm-eval needs the tokenizer to split context/continuation.
-            "tokenizer": checkpoint, "tokenizer_backend": "huggingface", "tokenized_requests": False,
+            "model": served.get("id") or checkpoint, "base_url": f"{base}/v1/completions",
+            # lm-eval tokenizes with the checkpoint's tokenizer and sends token ids, so the server scores
+            # exactly the tokens the hf backend would (no re-tokenization of decoded text).
+            "tokenizer": checkpoint, "tokenizer_backend": "huggingface", "tokenized_requests": True,
             "batch_size": batch_size, "max_length": max_length, "max_retries": 3})
     raise ValueError(f"unknown backend '{name}' (expected one of {', '.join(BACKENDS)})")
 
 
-def served_model(base_url: str) -> str | None:
-    """The one model an OpenAI-compatible server serves (``GET /v1/models``), so the user need not name it."""
+def served_model(base_url: str) -> dict:
+    """The one model an OpenAI-compatible server serves (``GET /v1/models``: id, and ``max_model_len`` on
+    vLLM), so the user need not name it; {} when the server lists none or several."""
     try:
         with urllib.request.urlopen(f"{base_url}/v1/models", timeout=10) as r:
             models = json.load(r).get("data", [])
-    except (OSError, ValueError):
-        return None
-    return models[0]["id"] if len(models) == 1 else None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot reach the server at {base_url}/v1/models ({e}); start one with `bench serve CKPT`") from None
+    return models[0] if len(models) == 1 else {}
 
 
 def prepare_vllm_cpu() -> None:

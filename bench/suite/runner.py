@@ -38,7 +38,7 @@ class SuiteConfig:
     """Everything a suite run depends on besides the checkpoint; printed and stored with the results."""
 
     suite: str = "figa"
-    backend: str = "hf"
+    backend: str = "hf-prefix"
     url: str | None = None  # for backend "endpoint"
     limit: int | float | None = None  # documents per task, or a fraction of each task if < 1 (lm-eval --limit)
     shots: dict[str, int] = field(default_factory=dict)  # entry -> num_fewshot override, e.g. figa_mmlu=0
@@ -190,6 +190,8 @@ class SuiteRunner:
 
             if self.backend.lm_eval_model == "vllm":
                 prepare_vllm_cpu()
+            if self.backend.lm_eval_model == "hf-prefix":
+                from . import prefix_lm  # noqa: F401  (registers the model with lm-eval)
             args = dict(self.backend.model_args)
             self._lm = get_model(self.backend.lm_eval_model).create_from_arg_obj(args)
         return self._lm
@@ -221,6 +223,8 @@ class SuiteRunner:
                     fewshot_as_multiturn=self.cfg.chat_template, log_samples=False)
             except DataError as e:
                 raise DataError(e.path, e.line, e.field, f"task {entry}: {e.problem}") from None
+            except ConnectionError as e:  # a Hub dataset (lm-eval's own tasks) on a machine that is offline
+                raise ValueError(f"task {entry}: {e}. Offline, run the data kit's tasks instead: --suite figa") from None
         seconds = time.perf_counter() - start
         # Make the JSON read like an lm-eval CLI run of this backend, and add our provenance beside it.
         results["config"]["model"] = self.backend.lm_eval_model
