@@ -49,8 +49,8 @@ class RunConfig:
     judge: str = "local-rm"
     judge_options: dict = field(default_factory=dict)
     suite: str = "figa"
-    suite_limit: float = 0.05  # documents per task, or a fraction of each task if < 1
-    suite_shots: dict = field(default_factory=lambda: {"figa_mmlu": 0})  # few-shot overrides per suite entry
+    suite_limit: float | None = 0.25  # documents per task, or a fraction of each task if < 1; None = all
+    suite_shots: dict = field(default_factory=dict)  # few-shot overrides per suite entry, e.g. {"figa_mmlu": 0}
     suite_backend: str = "hf-prefix"
     root: str = "results/runs"
 

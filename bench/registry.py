@@ -12,6 +12,7 @@ The YAML names the recipe, says what it is, points at its module and holds its d
 Recipes are discovered by scanning the YAML files in the ``figa`` and ``baselines`` packages and any
 directory in ``BENCH_RECIPES`` (``os.pathsep``-separated), so ``bench recipes list`` needs no heavy
 import; the module is imported only when the recipe runs, and registers its class with ``@register``.
+Judges (bench/judges) are plugins of the same shape and use the same ``Registry``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from pathlib import Path
 import yaml
 
 _ROOT = Path(__file__).resolve().parent.parent
-_CLASSES: dict[str, type] = {}
 
 
 @dataclass(frozen=True)
-class RecipeSpec:
+class PluginSpec:
+    """What a recipe's (or a judge's) YAML says: its name, module, description and default options."""
+
     name: str
     module: str
     description: str
@@ -37,35 +39,57 @@ class RecipeSpec:
     defaults: dict
 
 
-def register(name: str):
-    """Class decorator: ``@register("figa")`` makes the class the code behind recipe ``figa``."""
+RecipeSpec = PluginSpec
 
-    def wrap(cls):
-        cls.name = name
-        _CLASSES[name] = cls
-        return cls
 
-    return wrap
+class Registry:
+    """Plugins of one kind (``recipe``, ``judge``): YAML specs named by the ``kind`` key, and the classes
+    their modules register with ``@register(name)`` when imported."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.classes: dict[str, type] = {}
+
+    def register(self, name: str):
+        """Class decorator: ``@register("figa")`` makes the class the code behind plugin ``figa``."""
+
+        def wrap(cls):
+            cls.name = name
+            self.classes[name] = cls
+            return cls
+
+        return wrap
+
+    def read_spec(self, path: Path) -> PluginSpec:
+        from .data.errors import DataError
+
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
+        for key in (self.kind, "module"):
+            if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
+                raise DataError(path, None, key, f"missing (a {self.kind} YAML needs '{self.kind}' and 'module')")
+        return PluginSpec(doc[self.kind], doc["module"], doc.get("description", ""), path, doc.get("config") or {})
+
+    def load(self, spec: PluginSpec) -> type:
+        """Import the spec's module and return the class it registered."""
+        importlib.import_module(spec.module)
+        if spec.name not in self.classes:
+            raise KeyError(f"module {spec.module} does not register {self.kind} '{spec.name}' (missing @register?)")
+        return self.classes[spec.name]
+
+
+RECIPES = Registry("recipe")
+register = RECIPES.register
+read_spec = RECIPES.read_spec
 
 
 def _search_dirs() -> list[Path]:
     dirs = [_ROOT / "figa", _ROOT / "baselines"]
     dirs += [Path(p) for p in os.environ.get("BENCH_RECIPES", "").split(os.pathsep) if p]
     return dirs
-
-
-def read_spec(path: Path) -> RecipeSpec:
-    from .data.errors import DataError
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
-    for key in ("recipe", "module"):
-        if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
-            raise DataError(path, None, key, "missing (a recipe YAML needs 'recipe' and 'module')")
-    return RecipeSpec(doc["recipe"], doc["module"], doc.get("description", ""), path, doc.get("config") or {})
 
 
 def recipes() -> dict[str, RecipeSpec]:
@@ -90,7 +114,4 @@ def get(name_or_yaml: str) -> tuple[RecipeSpec, type]:
     if spec.yaml_path.parent.resolve() not in (_ROOT / "figa", _ROOT / "baselines"):
         # A recipe outside the package: its module sits beside its YAML.
         sys.path.insert(0, str(spec.yaml_path.parent.resolve()))
-    importlib.import_module(spec.module)
-    if spec.name not in _CLASSES:
-        raise KeyError(f"module {spec.module} does not register recipe '{spec.name}' (missing @register?)")
-    return spec, _CLASSES[spec.name]
+    return spec, RECIPES.load(spec)

@@ -9,53 +9,24 @@ check and speed, so every reported win rate can be read next to how far its judg
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ..registry import PluginSpec, Registry
 from .base import Judge, Judgement, ScorerJudge, judged_frame
 
 HERE = Path(__file__).resolve().parent
-_CLASSES: dict[str, type] = {}
+JUDGES = Registry("judge")
+register = JUDGES.register
+JudgeSpec = PluginSpec
 
 __all__ = ["Judge", "Judgement", "JudgeSpec", "ScorerJudge", "card", "get", "judged_frame", "judges", "register", "write_card"]
 
 
-@dataclass(frozen=True)
-class JudgeSpec:
-    name: str
-    module: str
-    description: str
-    yaml_path: Path
-    defaults: dict
-
-
-def register(name: str):
-    """Class decorator: ``@register("local-rm")`` makes the class the code behind judge ``local-rm``."""
-
-    def wrap(cls):
-        cls.name = name
-        _CLASSES[name] = cls
-        return cls
-
-    return wrap
-
-
 def judges() -> dict[str, JudgeSpec]:
-    from ..data import DataError
-
-    found = {}
-    for path in sorted(HERE.glob("*.yaml")):
-        if path.name.endswith(".card.yaml"):
-            continue
-        doc = yaml.safe_load(path.read_text()) or {}
-        for key in ("judge", "module"):
-            if not isinstance(doc.get(key), str):
-                raise DataError(path, None, key, "missing (a judge YAML needs 'judge' and 'module')")
-        found[doc["judge"]] = JudgeSpec(doc["judge"], doc["module"], doc.get("description", ""), path, doc.get("config") or {})
-    return found
+    specs = [JUDGES.read_spec(p) for p in sorted(HERE.glob("*.yaml")) if not p.name.endswith(".card.yaml")]
+    return {spec.name: spec for spec in specs}
 
 
 def get(name: str, **options) -> Judge:
@@ -64,13 +35,11 @@ def get(name: str, **options) -> Judge:
     if name not in known:
         raise KeyError(f"unknown judge '{name}'; known: {', '.join(sorted(known))}")
     spec = known[name]
-    importlib.import_module(spec.module)
-    if name not in _CLASSES:
-        raise KeyError(f"module {spec.module} does not register judge '{name}' (missing @register?)")
+    cls = JUDGES.load(spec)
     unknown = set(options) - set(spec.defaults)
     if unknown:
         raise KeyError(f"judge '{name}' has no option(s) {', '.join(sorted(unknown))}; options: {', '.join(sorted(spec.defaults))}")
-    return _CLASSES[name](**{**spec.defaults, **options})
+    return cls(**{**spec.defaults, **options})
 
 
 def card_path(name: str) -> Path:
