@@ -36,7 +36,7 @@ import torch
 from bench import chat, data, models, ppo_core, rewards
 from bench.config import TrainConfig, to_dict
 from bench.registry import register
-from bench.training import apply_lora, output_dir
+from bench.training import already_trained, apply_lora, output_dir
 
 log = logging.getLogger("bench.ppo")
 
@@ -293,9 +293,7 @@ class Ppo:
 
         set_seed(cfg.seed)
         out = output_dir(self, cfg)
-        done = out / "bench_run.json"
-        if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
-            log.info("%s already trained with this config; delete %s to retrain", out, done)
+        if already_trained(out, cfg):
             return out
         tokenizer = models.load_tokenizer(cfg.model)
         prompts = self.load_prompts(cfg, tokenizer)
@@ -325,7 +323,7 @@ class Ppo:
             if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
                 self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)
-        done.write_text(json.dumps({
+        (out / "bench_run.json").write_text(json.dumps({
             "recipe": self.name, "config": to_dict(cfg), "model_source": models.resolve(cfg.model),
             "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
             "iterations": iterations, "train_seconds": time.perf_counter() - t0,

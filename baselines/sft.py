@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from bench import chat, data
 from bench.config import TrainConfig
 from bench.registry import register

@@ -118,7 +118,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port (0 = pick a free one)")] = 8000,
     api_key: Annotated[Optional[str], typer.Option(help="require this key from clients")] = None,
     name: Annotated[Optional[str], typer.Option(help="served model name (default: directory name)")] = None,
-    max_model_len: Annotated[int, typer.Option(help="longest prompt + answer in tokens (bench suite's --backend endpoint uses it)")] = 4096,
+    max_model_len: Annotated[Optional[int], typer.Option(help="longest prompt + answer in tokens (default: the model's context, at most 4096)")] = None,
 ):
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
     from .serve import serve as serve_ctx

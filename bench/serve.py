@@ -80,8 +80,10 @@ def stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
 @contextlib.contextmanager
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           name: str | None = None, startup_timeout: float = 600, log_path: str | Path | None = None,
-          extra: list[str] | None = None, max_model_len: int = 4096) -> Iterator[str]:
-    """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit."""
+          extra: list[str] | None = None, max_model_len: int | None = None) -> Iterator[str]:
+    """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit.
+
+    ``max_model_len`` defaults to the model's own context, at most 4096 tokens (``bench suite``'s default)."""
     from .generation import cpu_vllm_env
     from .models import resolve
 
@@ -90,6 +92,10 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     port = port or free_port(host)
     cpu_vllm_env()
     log_path = Path(log_path or tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
+    if max_model_len is None:
+        from transformers import AutoConfig
+
+        max_model_len = min(4096, getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None) or 4096)
     cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra)
     log.info("starting: %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "ab") as logf:

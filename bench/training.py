@@ -166,6 +166,15 @@ def output_dir(recipe, cfg) -> Path:
     return Path(cfg.output_dir or Path("results") / "checkpoints" / recipe.name)
 
 
+def already_trained(out: Path, cfg) -> bool:
+    """A finished run with the same config left ``bench_run.json``: re-running it is a no-op."""
+    done = out / "bench_run.json"
+    if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
+        log.info("%s already trained with this config; delete %s to retrain", out, done)
+        return True
+    return False
+
+
 def train(recipe: OfflineRecipe, cfg) -> Path:
     """Train ``recipe`` under ``cfg``; returns the directory of the saved Hugging Face checkpoint."""
     from transformers import set_seed
@@ -175,9 +184,7 @@ def train(recipe: OfflineRecipe, cfg) -> Path:
 
     set_seed(cfg.seed)
     out = output_dir(recipe, cfg)
-    done = out / "bench_run.json"
-    if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
-        log.info("%s already trained with this config; delete %s to retrain", out, done)
+    if already_trained(out, cfg):
         return out
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = models.load_tokenizer(cfg.model)
