@@ -223,7 +223,7 @@ def report(run: RunConfig) -> Path:
         suite = None
         if s:
             scores = s["figa"]["scores"]
-            suite = {k: {"value": scores.get(k), "stderr": None} for k in suite_metrics[:-1]}
+            suite = {k: {"value": scores.get(k), "stderr": s["figa"].get("stderr", {}).get(k)} for k in suite_metrics[:-1]}
             suite["figa_avg"] = {"value": s["figa"]["avg"] if s["figa"]["avg"] is not None else s["figa"]["partial_avg"],
                                  "stderr": None, "partial": s["figa"]["avg"] is None}
         methods[method] = {"checkpoint": checkpoint(run, method), "train": _train_summary(run, method),

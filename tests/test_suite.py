@@ -79,6 +79,8 @@ def test_local_suite_runs_on_tiny_model_and_is_cached(tiny_model_dir, tmp_path, 
     assert all(0 <= scores[k] <= 100 for k in ("mmlu", "truthfulqa", "crows_pairs", "winogender"))
     assert summary["tasks"]["figa_mmlu"]["n"] == 57 * 2 and summary["tasks"]["figa_winogender"]["n"] == 3 * 2
     assert summary["figa"]["avg"] is None and "reward" in summary["figa"]["missing"]
+    # Each column keeps its standard error (the leaderboard prints it beside the score).
+    assert summary["figa"]["stderr"]["mmlu"] == summary["tasks"]["figa_mmlu"]["metrics"]["acc"]["stderr"] is not None
     stored = json.loads(Path(summary["entries"]["figa_mmlu"]["path"]).read_text())
     # lm-eval's own results JSON (readable by its tooling) plus our provenance.
     assert stored["n-shot"]["figa_mmlu::anatomy"] == 0 and stored["lm_eval_version"]

@@ -83,11 +83,12 @@ def build_summary(entries, provenance: dict, config: dict, reward: float | None 
         tasks.update(metrics_table(e.results))
         versions.update(e.results.get("versions", {}))
         files[e.entry] = {"path": e.path, "cached": e.cached, "seconds": round(e.seconds, 1)}
-    scores = {name: next((tasks[t]["metrics"][m]["value"] for t, m in cands
-                          if t in tasks and m in tasks[t]["metrics"]), None)
-              for name, cands in FIGA_SOURCES.items()}
+    found = {name: next((tasks[t]["metrics"][m] for t, m in cands if t in tasks and m in tasks[t]["metrics"]), {})
+             for name, cands in FIGA_SOURCES.items()}
+    scores = {name: f.get("value") for name, f in found.items()}
     scores.update(reward=reward, vicuna=vicuna, wizardlm=wizardlm)
     figa = figa_average(scores)
+    figa["stderr"] = {name: f.get("stderr") for name, f in found.items()}
     gap = [tasks.get(f"figa_winogender::{g}", {}).get("metrics", {}).get("acc", {}).get("value") for g in ("male", "female")]
     figa["winogender_male_minus_female"] = gap[0] - gap[1] if None not in gap else None
     figa["notes"] = [f"{k}: not given (the paper's Avg needs it)" for k in EXTERNAL_TERMS if scores[k] is None]
