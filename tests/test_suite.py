@@ -181,6 +181,14 @@ def test_prefix_sharing_model_scores_like_lm_evals_hf(tiny_model_dir):
     got = ours._loglikelihood_tokens(requests)
     assert [g for _, g in got] == [g for _, g in expected]
     assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in expected], rel=1e-5, abs=1e-4)
+    # A tight token budget splits the answer rows into more batches, none wider than the budget allows.
+    shapes = []
+    ours.model.register_forward_pre_hook(lambda _, args: shapes.append(tuple(args[0].shape)))
+    ours.max_batch_tokens = 8
+    tight = ours._loglikelihood_tokens(requests)
+    assert [lp for lp, _ in tight] == pytest.approx([lp for lp, _ in got], rel=1e-5, abs=1e-5)
+    rows = [(b, n) for b, n in shapes if b > 1]
+    assert rows and all(b * n <= 8 for b, n in rows)
 
 
 def test_hub_suite_names_lm_evals_own_tasks_and_fails_clearly_offline(tiny_model_dir, tmp_path, monkeypatch):

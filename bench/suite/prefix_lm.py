@@ -85,13 +85,12 @@ class PrefixSharingHFLM(HFLM):
                 yield i, (float(first[cont[0]]), greedy_first == cont[0])
             else:
                 rows.setdefault(cont[:-1], []).append(i)
-        ordered = sorted(rows, key=len)
+        ordered = sorted(rows, key=len, reverse=True)  # a batch's first row is its longest: it sets the width
         start = 0
         while start < len(ordered):
-            size = max(1, min(self._rows_per_batch(), self.max_batch_tokens // len(ordered[start])))
-            batch = ordered[start:start + size]
+            width = len(ordered[start])
+            batch = ordered[start:start + max(1, min(self._rows_per_batch(), self.max_batch_tokens // width))]
             start += len(batch)
-            width = len(batch[-1])  # sorted by length: the last row is the longest
             inputs = torch.tensor([list(r) + [0] * (width - len(r)) for r in batch], device=self.device)
             rows_cache = copy.deepcopy(cache)
             rows_cache.batch_repeat_interleave(len(batch))
