@@ -98,15 +98,21 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
+def load_yaml(path: str | Path):
+    """A YAML file's content; a missing file or invalid YAML is a DataError naming the file (and line)."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise DataError(path, None, None, "file not found") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config override file: its mapping, or a recipe YAML's ``config`` section."""
+    doc = load_yaml(path)
     if not isinstance(doc, dict):
         raise DataError(path, None, None, "expected a mapping")
     return doc.get("config", doc) if "recipe" in doc else doc

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from .config import load_yaml
 from .data import DataError
 
 log = logging.getLogger("bench.pipeline")
@@ -63,13 +64,7 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     doc = {}
     if path:
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise DataError(path, None, None, "file not found") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
+        doc = load_yaml(path) or {}
     doc.update(overrides or {})
     names = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key, value in doc.items():

@@ -23,8 +23,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,9 +35,6 @@ class PluginSpec:
     description: str
     yaml_path: Path
     defaults: dict
-
-
-RecipeSpec = PluginSpec
 
 
 class Registry:
@@ -61,13 +56,10 @@ class Registry:
         return wrap
 
     def read_spec(self, path: Path) -> PluginSpec:
+        from .config import load_yaml
         from .data.errors import DataError
 
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise DataError(path, mark.line + 1 if mark else None, None, f"invalid YAML: {e}") from None
+        doc = load_yaml(path)
         for key in (self.kind, "module"):
             if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
                 raise DataError(path, None, key, f"missing (a {self.kind} YAML needs '{self.kind}' and 'module')")
@@ -92,8 +84,8 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
-def recipes() -> dict[str, RecipeSpec]:
-    found: dict[str, RecipeSpec] = {}
+def recipes() -> dict[str, PluginSpec]:
+    found: dict[str, PluginSpec] = {}
     for d in _search_dirs():
         for path in sorted(d.glob("*.yaml")):
             spec = read_spec(path)
@@ -101,7 +93,7 @@ def recipes() -> dict[str, RecipeSpec]:
     return found
 
 
-def get(name_or_yaml: str) -> tuple[RecipeSpec, type]:
+def get(name_or_yaml: str) -> tuple[PluginSpec, type]:
     """Find a recipe by name (or by the path of a recipe YAML) and import its code."""
     path = Path(name_or_yaml)
     if path.suffix in (".yaml", ".yml") and path.exists():

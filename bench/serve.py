@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger("bench.serve")
+MAX_MODEL_LEN = 4096  # the longest context served by default: bench suite's default max_length
 
 
 class ServerError(RuntimeError):
@@ -33,8 +34,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def server_command(model_dir: str, host: str, port: int, name: str, api_key: str | None = None,
-                   max_model_len: int = 4096, extra: list[str] | None = None) -> list[str]:
+def server_command(model_dir: str, host: str, port: int, name: str, api_key: str | None, max_model_len: int,
+                   extra: list[str] | None = None) -> list[str]:
     import torch
 
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
@@ -83,7 +84,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
           extra: list[str] | None = None, max_model_len: int | None = None) -> Iterator[str]:
     """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit.
 
-    ``max_model_len`` defaults to the model's own context, at most 4096 tokens (``bench suite``'s default)."""
+    ``max_model_len`` defaults to the model's own context, at most ``MAX_MODEL_LEN``."""
     from .generation import cpu_vllm_env
     from .models import resolve
 
@@ -95,7 +96,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     if max_model_len is None:
         from transformers import AutoConfig
 
-        max_model_len = min(4096, getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None) or 4096)
+        context = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
+        max_model_len = min(MAX_MODEL_LEN, context or MAX_MODEL_LEN)
     cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra)
     log.info("starting: %s (log: %s)", " ".join(cmd), log_path)
     with open(log_path, "ab") as logf:

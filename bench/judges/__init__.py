@@ -19,12 +19,11 @@ from .base import Judge, Judgement, ScorerJudge, judged_frame
 HERE = Path(__file__).resolve().parent
 JUDGES = Registry("judge")
 register = JUDGES.register
-JudgeSpec = PluginSpec
 
-__all__ = ["Judge", "Judgement", "JudgeSpec", "ScorerJudge", "card", "get", "judged_frame", "judges", "register", "write_card"]
+__all__ = ["Judge", "Judgement", "ScorerJudge", "card", "get", "judged_frame", "judges", "register", "write_card"]
 
 
-def judges() -> dict[str, JudgeSpec]:
+def judges() -> dict[str, PluginSpec]:
     specs = [JUDGES.read_spec(p) for p in sorted(HERE.glob("*.yaml")) if not p.name.endswith(".card.yaml")]
     return {spec.name: spec for spec in specs}
 
