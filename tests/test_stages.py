@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from bench.stages import STAGES, fingerprint, is_current, load_run_config, run_all
@@ -28,17 +27,22 @@ def test_budget_layers_in_documented_order(tmp_path):
     assert (figa.max_steps, figa.batch_size, figa.learning_rate) == (7, 1, 3e-4)  # method option beats budget
     assert (sft.max_steps, sft.batch_size) == (7, 2)  # budget beats the recipe YAML (batch 4)
     assert figa.beta == 0.5 and figa.model == "some-model" and figa.data == "jfleg"  # recipe YAML, then run
-    assert figa.output_dir == str(tmp_path / "r" / "checkpoints" / "figa")
-    _, ppo = train_stage.recipe_config(run, "ppo")
-    assert ppo.reward_model == str(tmp_path / "r" / "checkpoints" / "reward-model")
-    assert ppo.max_steps == 7  # the run budget reaches the online methods too
+    assert figa.output_dir == str(tmp_path / "r" / "checkpoints" / "figa" / "seed-0")
+    _, ppo = train_stage.recipe_config(run, "ppo", seed=2)
+    assert ppo.reward_model == str(tmp_path / "r" / "checkpoints" / "reward-model" / "seed-2")  # its own seed's RM
+    assert ppo.max_steps == 7 and ppo.seed == 2  # the run budget reaches the online methods too
+    run.budget["seed"] = 5
+    assert train_stage.recipe_config(run, "sft", seed=1)[1].seed == 1  # the run's seeds decide, not the budget
 
 
 def test_reward_models_train_before_the_methods_that_need_them():
-    run = RunConfig(methods=["sft", "fg-ppo", "ppo", "figa"])
+    run = RunConfig(methods=["sft", "fg-ppo", "ppo", "figa"], seeds=[0, 1], controls={"null": "", "positive": None})
     order = train_stage.order(run)
     assert order == ["sft", "token-reward-model", "fg-ppo", "reward-model", "ppo", "figa"]
-    assert run.policies() == ["base", "sft", "fg-ppo", "ppo", "figa"]
+    assert run.policies() == ["sft", "fg-ppo", "ppo", "figa"]
+    assert run.units() == [("base", None), ("sft", 0), ("sft", 1), ("fg-ppo", 0), ("fg-ppo", 1), ("ppo", 0),
+                           ("ppo", 1), ("figa", 0), ("figa", 1), ("null-control", None)]
+    assert len(train_stage.writes(run)) == 2 * len(order)  # every method and reward model once per seed
 
 
 def test_unknown_run_option_is_named(tmp_path):
@@ -94,33 +98,35 @@ def test_a_stage_runs_again_only_when_what_it_depends_on_changes(tmp_path, monke
     assert fingerprint(fake, run) == json.loads((run.dir / "stages" / "fake.json").read_text())["fingerprint"]
 
 
-def _frame(prefs):
-    return pd.DataFrame({"id": [str(i) for i in range(len(prefs))], "preference": prefs, "failed": False,
-                         "len_model": 100, "len_ref": 100})
-
-
 def test_results_document_from_stage_files(tmp_path, tiny_model_dir):
-    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], judge="local-rm")
-    for policy, wr in (("base", 0.25), ("figa", 0.75)):
-        path = run.dir / "judged" / f"{policy}.json"
+    from bench.stages.judge import judged_path, verdicts_path
+
+    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], judge="local-rm",
+                    controls={"null": "", "positive": None})
+    for name, seed, wr in (("base", None, 0.25), ("figa", 0, 0.75), ("null-control", None, 0.0)):
+        path = judged_path(run, name, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"win_rate": wr, "win_rate_ci95": [wr - 0.1, wr + 0.1], "lc_win_rate": wr, "lc_win_rate_ci95": [0, 1],
-               "n": 4, "avg_len_model": 100.0}
-        if policy == "figa":
-            doc["vs_base"] = {"win_rate_diff": 0.5, "win_rate_diff_ci95": [0.1, 0.9]}
-        path.write_text(json.dumps(doc))
-    ckpt = run.dir / "checkpoints" / "figa"
+        path.write_text(json.dumps({"win_rate": wr, "win_rate_ci95": [wr - 0.1, wr + 0.1], "lc_win_rate": wr,
+                                    "lc_win_rate_ci95": [0, 1], "n": 4, "avg_len_model": 100.0}))
+    verdicts = {"methods": {"figa": {"win_rate": 0.7, "win_rate_ci95": [0.6, 0.8], "lc_win_rate": 0.7,
+                                     "lc_win_rate_ci95": [0.5, 0.9], "n_prompts": 4, "n_seeds": 1}},
+                "pairs": [{"a": "figa", "b": "base", "win_rate_diff": 0.5, "win_rate_diff_ci95": [0.1, 0.9]}]}
+    verdicts_path(run).write_text(json.dumps(verdicts))
+    ckpt = run.dir / "checkpoints" / "figa" / "seed-0"
     ckpt.mkdir(parents=True)
     (ckpt / "bench_run.json").write_text(json.dumps({"train_seconds": 12.5, "config": {"max_steps": 2}}))
     (ckpt / "train_log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"eval_loss": 1.9}\n')
     doc = report_stage.document(run)
-    assert doc["schema"] == report_stage.SCHEMA and list(doc["methods"]) == ["base", "figa"]
+    assert doc["schema"] == report_stage.SCHEMA and list(doc["methods"]) == ["base", "figa", "null-control"]
     figa = doc["methods"]["figa"]
-    assert figa["winrate"]["win_rate"] == 0.75 and figa["vs_base"] == {"diff": 0.5, "ci": [0.1, 0.9]}
+    assert figa["winrate"]["win_rate"] == 0.7 and figa["winrate"]["ci"] == [0.6, 0.8]  # across seeds, from verdicts
+    assert figa["vs_base"] == {"diff": 0.5, "ci": [0.1, 0.9]} and figa["seeds"] == [0]
     assert figa["train"] == {"wall_s": 12.5, "steps": 2, "curve": [[1, 2.0], [2, 1.5]], "curve_name": "loss"}
-    assert doc["methods"]["base"]["train"] is None and doc["methods"]["base"]["checkpoint"] == tiny_model_dir
+    base = doc["methods"]["base"]
+    assert base["train"] is None and base["checkpoint"] == tiny_model_dir and base["winrate"]["win_rate"] == 0.25
+    assert doc["methods"]["null-control"]["checkpoint"] is None and doc["controls"] == {"null-control": "null"}
     assert doc["suite"] == [] and figa["suite"] is None  # no suite was run: no suite columns
-    assert doc["budget"]["config"]["methods"] == ["figa"]
+    assert doc["budget"]["config"]["methods"] == ["figa"] and doc["verdicts"] == verdicts
 
 
 def test_a_method_from_an_installed_package_is_one_module_plus_one_yaml(tmp_path):

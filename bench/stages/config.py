@@ -25,7 +25,8 @@ class RunConfig:
     model: str = "smollm2-135m-instruct"
     data: str = "expertqa"
     methods: list = field(default_factory=lambda: ["sft", "figa", "dpo", "ppo", "fg-ppo"])
-    budget: dict = field(default_factory=dict)  # TrainConfig options every method gets (steps, batch, length, seed)
+    budget: dict = field(default_factory=dict)  # TrainConfig options every method gets (steps, batch, length)
+    seeds: list = field(default_factory=lambda: [0])  # every method (and reward model) is trained once per seed
     method_options: dict = field(default_factory=dict)  # per-method extra options, e.g. {"ppo": {"max_steps": 3}}
     eval_set: str = "alpaca_eval"
     eval_limit: int = 100
@@ -33,28 +34,47 @@ class RunConfig:
     generation_backend: str = "auto"
     judge: str = "local-rm"
     judge_options: dict = field(default_factory=dict)
+    # Judged beside the methods: a constant answer that must land in the bottom tier, and an eval set whose
+    # reference answers are known to beat this run's reference (e.g. GPT-4-turbo vs davinci-003), the top tier.
+    controls: dict = field(default_factory=lambda: {"null": "I don't know.", "positive": None})
     suite: str = "figa"
     suite_limit: float | None = 0.25  # documents per task, or a fraction of each task if < 1; None = all
     suite_shots: dict = field(default_factory=dict)  # few-shot overrides per suite entry, e.g. {"figa_mmlu": 0}
     suite_backend: str = "hf-prefix"
+    suite_all_seeds: bool = False  # False: the suite runs on each method's first seed only (it costs minutes each)
     root: str = "results/runs"
 
     @property
     def dir(self) -> Path:
         return Path(self.root) / self.run
 
-    def checkpoint(self, method: str) -> str:
-        """Where a method's checkpoint is (``base``: the untrained model)."""
+    def checkpoint(self, method: str, seed: int | None = None) -> str:
+        """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
         from ..models import resolve
 
-        return resolve(self.model) if method == BASE else str(self.dir / "checkpoints" / method)
+        return resolve(self.model) if method == BASE else str(self.path("checkpoints", method, seed))
+
+    def path(self, kind: str, name: str, seed: int | None = None) -> Path:
+        """``<run>/<kind>/<name>/seed-<seed>``; seedless things (base, controls) have no seed folder."""
+        where = self.dir / kind / name
+        return where if seed is None else where / f"seed-{seed}"
 
     def policies(self) -> list[str]:
-        """Everything that answers the eval prompts: the untrained model and every trained policy."""
-        return [BASE] + [m for m in self.methods if m not in REWARD_DEPENDENCIES.values()]
+        """The trained methods that answer the eval prompts (reward models do not)."""
+        return [m for m in self.methods if m not in REWARD_DEPENDENCIES.values()]
+
+    def controls_named(self) -> dict[str, str]:
+        """{policy name: control kind} for the controls this run judges."""
+        return {f"{kind}-control": kind for kind, value in self.controls.items() if value is not None}
+
+    def units(self) -> list[tuple[str, int | None]]:
+        """Everything judged: (name, seed) for base, every policy at every seed, and the controls."""
+        return ([(BASE, None)] + [(m, s) for m in self.policies() for s in self.seeds]
+                + [(c, None) for c in self.controls_named()])
 
 
-_TYPES = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict, "suite_shots": dict}
+_TYPES = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict, "suite_shots": dict,
+          "seeds": list, "controls": dict}
 
 
 def load_run_config(path: str | Path | None, overrides: dict | None = None) -> RunConfig:

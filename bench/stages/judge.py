@@ -1,5 +1,7 @@
-"""Judge every policy against the eval set's references; each policy's difference to ``base`` is paired by
-prompt. Judge calls are cached by content hash, so re-judging unchanged outputs costs nothing."""
+"""Judge every answer set (base, each policy at each seed, the controls) against the eval set's references,
+then turn the per-prompt verdicts into the run's verdicts (``bench.verdicts``): hierarchical intervals over
+seeds and prompts, every method-vs-method difference with Holm-corrected p-values, tiers, the controls' check.
+Judge calls are cached by content hash, so re-judging unchanged outputs costs nothing."""
 
 from __future__ import annotations
 
@@ -7,41 +9,57 @@ import json
 import logging
 from pathlib import Path
 
-from .config import BASE, RunConfig
+import pandas as pd
+
+from .config import RunConfig
 from .generate import output_dir
 
 log = logging.getLogger("bench.run")
 
 NAME = "judge"
-DEPENDS = ("eval_set", "eval_limit", "judge", "judge_options")
+DEPENDS = ("eval_set", "eval_limit", "judge", "judge_options", "seeds", "controls")
 
 
-def judged_path(run: RunConfig, policy: str) -> Path:
-    return run.dir / "judged" / f"{policy}.json"
+def judged_path(run: RunConfig, name: str, seed: int | None = None) -> Path:
+    """``judged/<name>.json`` (seedless) or ``judged/<name>/seed-<s>.json``; the per-prompt table is the .csv."""
+    return run.path("judged", name, seed).with_suffix(".json")
+
+
+def verdicts_path(run: RunConfig) -> Path:
+    return run.dir / "judged" / "verdicts.json"
 
 
 def reads(run: RunConfig) -> list[Path]:
-    return [output_dir(run, p) / "generations.jsonl" for p in run.policies()]
+    return [output_dir(run, p, s) for p, s in run.units()]
 
 
 def writes(run: RunConfig) -> list[Path]:
-    return [judged_path(run, p) for p in run.policies()]
+    return [judged_path(run, p, s) for p, s in run.units()] + [verdicts_path(run)]
+
+
+def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
+    """{name: {seed: per-prompt frame}} from the judged files (seedless answer sets count as seed 0)."""
+    out: dict[str, dict[int, pd.DataFrame]] = {}
+    for name, seed in run.units():
+        path = judged_path(run, name, seed).with_suffix(".csv")
+        if path.exists():
+            out.setdefault(name, {})[seed or 0] = pd.read_csv(path, dtype={"id": str})
+    return out
 
 
 def run(run: RunConfig) -> None:
     from ..judges import get
     from ..judges.run import eval_set_side, judge_pair, outputs_side
-    from ..metrics import paired_difference
+    from ..verdicts import verdicts
 
     judge = get(run.judge, **run.judge_options)
     reference = eval_set_side(run.eval_set, run.eval_limit)
-    frames = {}
-    for policy in run.policies():
-        log.info("[judge] %s with %s", policy, run.judge)
-        summary, frames[policy], _ = judge_pair(judge, outputs_side(output_dir(run, policy)), reference)
-        if policy != BASE:
-            summary["vs_base"] = paired_difference(frames[policy], frames[BASE])
-        path = judged_path(run, policy)
+    for name, seed in run.units():
+        log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
+        summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
+        path = judged_path(run, name, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        frames[policy].to_csv(path.with_suffix(".csv"), index=False)
+        frame.to_csv(path.with_suffix(".csv"), index=False)
         path.write_text(json.dumps(summary, indent=2))
+    result = verdicts(frames(run), controls={kind: name for name, kind in run.controls_named().items()})
+    verdicts_path(run).write_text(json.dumps(result, indent=2, default=float))

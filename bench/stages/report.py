@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 from .config import BASE, RunConfig
-from .judge import judged_path
+from .judge import judged_path, verdicts_path
 from .suite import summary_path
+from .suite import units as suite_units
 
 NAME = "report"
 DEPENDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -19,8 +20,9 @@ SUITE_METRICS = ["mmlu", "truthfulqa", "crows_pairs", "winogender", "figa_avg"]
 
 
 def reads(run: RunConfig) -> list[Path]:
-    return ([judged_path(run, p) for p in run.policies()] + [summary_path(run, p) for p in run.policies()]
-            + [run.dir / "checkpoints" / p for p in run.policies() if p != BASE])
+    return ([judged_path(run, p, s) for p, s in run.units()] + [verdicts_path(run)]
+            + [summary_path(run, p, s) for p, s in suite_units(run)]
+            + [Path(run.checkpoint(p, s)) for p, s in run.units() if p != BASE and s is not None])
 
 
 def writes(run: RunConfig) -> list[Path]:
@@ -31,10 +33,10 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _train_summary(run: RunConfig, method: str) -> dict | None:
-    ckpt = run.dir / "checkpoints" / method
+def _train_summary(run: RunConfig, method: str, seed: int) -> dict | None:
+    ckpt = Path(run.checkpoint(method, seed))
     info = _read(ckpt / "bench_run.json")
-    if method == BASE or info is None:
+    if info is None:
         return None
     curve, name = [], "loss"
     for log_name, key in (("train_log.jsonl", "loss"), ("ppo_log.jsonl", "reward_mean")):
@@ -64,24 +66,39 @@ def _suite(s: dict | None) -> dict | None:
     return out
 
 
+def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -> dict:
+    """One method's row: its first seed's checkpoint, training and suite; win rates over all its seeds."""
+    first = seeds[0]
+    agg = (verdicts.get("methods") or {}).get(name)
+    winrate = _winrate(_read(judged_path(run, name, first)))
+    if agg:
+        winrate = {"win_rate": agg["win_rate"], "ci": agg["win_rate_ci95"], "lc_win_rate": agg["lc_win_rate"],
+                   "lc_ci": agg["lc_win_rate_ci95"], "n": agg["n_prompts"], "seeds": agg["n_seeds"],
+                   "avg_length": (winrate or {}).get("avg_length")}
+    vs = next((p for p in verdicts.get("pairs", []) if p["a"] == name and p["b"] == BASE), None)
+    return {"checkpoint": run.checkpoint(name, first) if name not in run.controls_named() else None,
+            "seeds": [s for s in seeds if s is not None],
+            "train": _train_summary(run, name, first) if first is not None else None,
+            "winrate": winrate,
+            "vs_base": {"diff": vs["win_rate_diff"], "ci": vs["win_rate_diff_ci95"]} if vs else None,
+            "suite": _suite(_read(summary_path(run, name, first))) if name not in run.controls_named() else None}
+
+
 def document(run: RunConfig) -> dict:
     from ..judges import card
 
-    methods = {}
-    for policy in run.policies():
-        j, s = _read(judged_path(run, policy)), _read(summary_path(run, policy))
-        vs = (j or {}).get("vs_base")
-        methods[policy] = {"checkpoint": run.checkpoint(policy), "train": _train_summary(run, policy),
-                           "winrate": _winrate(j),
-                           "vs_base": {"diff": vs["win_rate_diff"], "ci": vs["win_rate_diff_ci95"]} if vs else None,
-                           "suite": _suite(s)}
+    verdicts = _read(verdicts_path(run)) or {}
+    seeds: dict[str, list] = {}
+    for name, seed in run.units():
+        seeds.setdefault(name, []).append(seed)
+    methods = {name: _entry(run, name, s, verdicts) for name, s in seeds.items()}
     any_suite = any(m["suite"] for m in methods.values())
     return {"schema": SCHEMA, "run": run.run, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": run.model,
             "data": run.data, "budget": {"budget": run.budget, "method_options": run.method_options,
                                          "config": dataclasses.asdict(run)},
             "eval_set": run.eval_set, "reference": f"{run.eval_set} reference outputs",
             "judge": {"name": run.judge, "card": card(run.judge)}, "suite": SUITE_METRICS if any_suite else [],
-            "methods": methods}
+            "methods": methods, "verdicts": verdicts, "controls": run.controls_named()}
 
 
 def reporters() -> dict:
