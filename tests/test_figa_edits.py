@@ -53,3 +53,26 @@ def test_revision_end_token_is_positive_and_initial_end_token_neutral():
     assert neg.tolist() == [False, True, True, False]
     assert pos.tolist() == [False, True, True]
     assert isinstance(neg, np.ndarray)
+
+
+def test_labels_match_levenshtein_editops_semantics():
+    """Independent reference: python-Levenshtein's edit operations. A position of the initial response is
+    negative iff an edit deletes or replaces it; a revision position is positive iff an edit inserts or
+    replaces there. Random sequences over a small alphabet have many edits of every kind."""
+    import Levenshtein
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = rng.integers(0, 5, rng.integers(0, 25)).tolist()
+        b = rng.integers(0, 5, rng.integers(0, 25)).tolist()
+        neg, pos = edit_labels(a, b)
+        ops = Levenshtein.editops(a, b)
+        want_neg = np.zeros(len(a), bool)
+        want_pos = np.zeros(len(b), bool)
+        for op, i, j in ops:
+            if op in ("delete", "replace"):
+                want_neg[i] = True
+            if op in ("insert", "replace"):
+                want_pos[j] = True
+        assert neg.sum() + pos.sum() >= len(ops)  # every edit touches at least one labelled token
+        assert (neg == want_neg).all() and (pos == want_pos).all(), (a, b)
