@@ -73,12 +73,15 @@ def length_scale(df: pd.DataFrame) -> float:
     return float(np.std(df["len_model"].to_numpy(float) - df["len_ref"].to_numpy(float)))
 
 
-def weighted_stats(df: pd.DataFrame, w: np.ndarray, scale: float) -> dict[str, np.ndarray]:
-    """Win rate and LC win rate of the rows of ``df`` under each row of weights ``w`` (B, len(df))."""
+def weighted_stats(df: pd.DataFrame, w: np.ndarray, scale: float, lc: bool = True) -> dict[str, np.ndarray]:
+    """Win rate and (unless ``lc`` is false) LC win rate of the rows of ``df`` under each row of weights
+    ``w`` (B, len(df))."""
     y = df["preference"].to_numpy(float)
-    x = length_feature(df["len_model"], df["len_ref"], scale)
-    theta = fit_length_glm(y, x, w)[:, 0]
-    return {"win_rate": (w @ y) / w.sum(1), "lc_win_rate": 1 / (1 + np.exp(-theta))}
+    out = {"win_rate": (w @ y) / w.sum(1)}
+    if lc:
+        theta = fit_length_glm(y, length_feature(df["len_model"], df["len_ref"], scale), w)[:, 0]
+        out["lc_win_rate"] = 1 / (1 + np.exp(-theta))
+    return out
 
 
 def interval(samples: np.ndarray, level: float = 0.95) -> list[float]:

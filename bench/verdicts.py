@@ -53,7 +53,8 @@ HEADLINE = (("figa", "sft"), ("figa", "dpo"), ("fg-ppo", "ppo"))
 TIER_RULE = ("Methods sorted by the tier metric, best first; the best opens tier 1 and is its top; each next "
              "method joins the current tier unless its Holm-corrected difference to that tier's top is "
              "significant at alpha, in which case it opens the next tier and becomes its top.")
-MDD_FORMULA = "(z_{1-alpha/2} + z_{power}) * SE, SE = bootstrap standard error of the paired difference"
+MDD_FORMULA = ("(t_{df, 1-alpha/2} + t_{df, power}) * SE; SE = bootstrap standard error of the paired difference, "
+               "df its Satterthwaite degrees of freedom (normal with one seed)")
 
 
 def holm(p) -> np.ndarray:
@@ -76,16 +77,15 @@ def anova(d: np.ndarray) -> tuple[float, float, float]:
 
 
 def seed_corrections(d: np.ndarray) -> tuple[float, float]:
-    """(kappa, widen) for a seeds x prompts table of preferences or paired differences (module docstring)."""
+    """(kappa, df) for a seeds x prompts table of preferences or paired differences (module docstring)."""
     s, n = d.shape
     if s < 2 or n < 2:
-        return 0.0, 1.0
+        return 0.0, np.inf
     ms_seed, ms_prompt, ms_error = anova(d)
     between = max(0.0, ms_seed - ms_error)
     kappa = min(1.0, float(np.sqrt(s / (s - 1) * between / (ms_seed + ms_error)))) if ms_seed + ms_error > 0 else 0.0
     den = ms_prompt**2 / (n - 1) + ((ms_seed**2 / (s - 1) + ms_error**2 / ((s - 1) * (n - 1))) if between else 0.0)
-    df = (ms_prompt + between) ** 2 / den if den > 0 else np.inf
-    return kappa, float(stats.t.ppf(0.975, df) / stats.norm.ppf(0.975)) if np.isfinite(df) else 1.0
+    return kappa, float((ms_prompt + between) ** 2 / den) if den > 0 else np.inf
 
 
 def hierarchical_weights(n_seeds: int, n_prompts: int, n_boot: int, seed: int, kappa: float) -> np.ndarray:
@@ -97,32 +97,47 @@ def hierarchical_weights(n_seeds: int, n_prompts: int, n_boot: int, seed: int, k
     return (u[:, :, None] * v[:, None, :]).reshape(n_boot, -1)
 
 
-def two_sided_p(samples: np.ndarray) -> float:
-    b = len(samples)
-    return float(min(1.0, 2 * min((np.sum(samples <= 0) + 1) / (b + 1), (np.sum(samples >= 0) + 1) / (b + 1))))
+def mdd(se: float, df: float | None, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Minimum detectable difference: the true difference this test finds with probability ``power``."""
+    df = np.inf if df is None else df
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
 
 
-def estimate(a: list[pd.DataFrame], b: list[pd.DataFrame] | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+def two_sided_p(value: float, se: float, df: float) -> float:
+    """t test of ``value`` with the bootstrap standard error: smooth, unlike bootstrap tail counts, whose floor
+    2 / (n_boot + 1) times a Holm factor of 30-50 pairs would make every difference insignificant."""
+    if se <= 0:
+        return 1.0 if value == 0 else 0.0
+    return float(2 * stats.t.sf(abs(value) / se, df))
+
+
+def estimate(a: list[pd.DataFrame], b: list[pd.DataFrame] | None = None, n_boot: int = 2000, seed: int = 0,
+             metrics: tuple[str, ...] = METRICS) -> dict:
     """Win rate and LC win rate of method ``a`` (its seeds' aligned frames), or of ``a`` minus ``b`` when ``b``
-    is given (frames paired by position): value, 95 % interval, standard error, and for a difference p."""
+    is given (frames paired by position): value, 95 % interval (clipped to the metric's range), standard
+    error, and for a difference the two-sided p-value."""
     ya = np.stack([f["preference"].to_numpy(float) for f in a])
     d = ya if b is None else ya - np.stack([f["preference"].to_numpy(float) for f in b])
-    kappa, widen = seed_corrections(d)
+    kappa, df = seed_corrections(d)
+    widen = float(stats.t.ppf(0.975, df) / stats.norm.ppf(0.975)) if np.isfinite(df) else 1.0
     w = hierarchical_weights(len(a), ya.shape[1], n_boot, seed, kappa)
-    one = np.ones((1, w.shape[1]))
-    frame_a = pd.concat(a, ignore_index=True)
-    point, boot = weighted_stats(frame_a, one, length_scale(frame_a)), weighted_stats(frame_a, w, length_scale(frame_a))
+    lc, one = "lc_win_rate" in metrics, np.ones((1, w.shape[1]))
+
+    def stats_of(frames):
+        df = pd.concat(frames, ignore_index=True)
+        return weighted_stats(df, one, length_scale(df), lc), weighted_stats(df, w, length_scale(df), lc)
+
+    point, boot = stats_of(a)
     if b is not None:
-        frame_b = pd.concat(b, ignore_index=True)
-        point_b, boot_b = weighted_stats(frame_b, one, length_scale(frame_b)), weighted_stats(frame_b, w, length_scale(frame_b))
+        point_b, boot_b = stats_of(b)
         point, boot = {k: point[k] - point_b[k] for k in point}, {k: boot[k] - boot_b[k] for k in boot}
-    out = {"kappa": kappa, "widen": widen}
-    for k in METRICS:
-        value = float(point[k][0])
-        samples = value + widen * (boot[k] - value)
-        out[k] = {"value": value, "ci95": interval(samples), "se": float(np.std(samples))}
+    out = {"kappa": kappa, "df": df if np.isfinite(df) else None, "widen": widen}
+    for k in metrics:
+        value, se = float(point[k][0]), float(np.std(boot[k]))
+        samples = np.clip(value + widen * (boot[k] - value), 0 if b is None else -1, 1)
+        out[k] = {"value": value, "ci95": interval(samples), "se": se}
         if b is not None:
-            out[k]["p"] = two_sided_p(samples)
+            out[k]["p"] = two_sided_p(value, se, df)
     return out
 
 
@@ -240,9 +255,8 @@ def verdicts(frames: Mapping, controls: Mapping = CONTROLS, headline=None, n_boo
     for k in METRICS:
         for pair, p in zip(pairs, holm([pr[k]["p"] for pr in pairs])):
             pair[k]["p_holm"] = float(p)
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
     for pair in pairs:
-        pair["mdd"] = float(z * pair[tier_metric]["se"])
+        pair["mdd"] = mdd(pair[tier_metric]["se"], pair["df"], alpha)
     p_holm = {frozenset((pr["a"], pr["b"])): pr[tier_metric]["p_holm"] for pr in pairs}
     tier_list = tiers({m: methods[m][tier_metric]["value"] for m in names}, p_holm, alpha)
     for i, tier in enumerate(tier_list):
@@ -256,14 +270,14 @@ def verdicts(frames: Mapping, controls: Mapping = CONTROLS, headline=None, n_boo
                      **{k: {**pr[k], "value": sign * pr[k]["value"],
                             "ci95": sorted(sign * x for x in pr[k]["ci95"])} for k in METRICS}})
     non_control = [pr for pr in pairs if not {pr["a"], pr["b"]} & set(controls.values())] or pairs
-    se = float(np.median([pr[tier_metric]["se"] for pr in non_control])) if non_control else None
-    strict = stats.norm.ppf(1 - alpha / (2 * max(1, len(pairs)))) + stats.norm.ppf(POWER)
+    run_mdd = float(np.median([pr["mdd"] for pr in non_control])) if non_control else None
+    strict = float(np.median([mdd(pr[tier_metric]["se"], pr["df"], alpha / len(pairs)) for pr in non_control])) \
+        if non_control else None
     return {
         "n_boot": n_boot, "seed": seed, "alpha": alpha, "tier_metric": tier_metric, "tier_rule": TIER_RULE,
         "methods": methods, "pairs": pairs, "headline": head, "tiers": tier_list,
-        "mdd": {"value": None if se is None else float(z * se), "holm_first": None if se is None else float(strict * se),
-                "se": se, "alpha": alpha, "power": POWER, "metric": tier_metric, "formula": MDD_FORMULA,
-                "over": "median over the pairs of non-control methods"},
+        "mdd": {"value": run_mdd, "holm_strictest": strict, "alpha": alpha, "power": POWER, "metric": tier_metric,
+                "formula": MDD_FORMULA, "over": "median over the pairs of non-control methods"},
         "controls": control_checks(tier_list, controls),
         "aa": aa_check({m: f for m, f in frames.items() if len(f) > 1}, n_boot, seed, alpha, tier_metric),
     }
