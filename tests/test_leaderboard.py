@@ -131,9 +131,10 @@ def test_figa_average_columns_name_their_terms_and_never_mix(tmp_path):
     page = page_of(tmp_path, doc(), other)
     smoke = page[page.index('<h2 id="smoke">'):]
     head = smoke[:smoke.index("<tbody>")]  # in one run, base and figa average different terms: two columns
-    assert "<th>FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th><th>FIGA avg (6 of 7 terms: no vicuna)</th>" in head
+    assert ('<th class="wrap">FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th>'
+            '<th class="wrap">FIGA avg (6 of 7 terms: no vicuna)</th>') in head
     across = page[page.index("FIGA averages across runs"):]
-    assert across.count("<th>FIGA avg (") == 3  # all 7, 5 of 7, 6 of 7: one column each
+    assert across.count('<th class="wrap">FIGA avg (') == 3  # all 7, 5 of 7, 6 of 7: one column each
     assert "<th>reward</th>" not in page and "<th>figa_avg</th>" not in page  # the Reward column is dropped
 
 
