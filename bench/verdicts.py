@@ -214,7 +214,7 @@ def aa_check(frames: dict, n_boot: int, seed: int, alpha: float, metric: str) ->
     rows = []
     for method, by_seed in frames.items():
         for s, t in combinations(by_seed, 2):
-            r = estimate([by_seed[s]], [by_seed[t]], n_boot, seed)[metric]
+            r = estimate([by_seed[s]], [by_seed[t]], n_boot, seed, metrics=(metric,))[metric]
             rows.append({"method": method, "seeds": [s, t], "diff": r["value"], "ci95": r["ci95"], "p": r["p"],
                          "different": r["p"] < alpha})
     k = sum(r["different"] for r in rows)
@@ -281,3 +281,23 @@ def verdicts(frames: Mapping, controls: Mapping = CONTROLS, headline=None, n_boo
         "controls": control_checks(tier_list, controls),
         "aa": aa_check({m: f for m, f in frames.items() if len(f) > 1}, n_boot, seed, alpha, tier_metric),
     }
+
+
+def simulate_aa(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts: int = 100, n_boot: int = 400,
+                seed: int = 0, alpha: float = ALPHA) -> float:
+    """Calibration of the pairwise test: the share of simulated A/A experiments (two "methods" drawn from one
+    distribution) it calls different at ``alpha``. Outcomes are Bernoulli with a prompt difficulty shared by
+    every seed and method (logit N(-0.5, 1.2)) plus a per-(method, seed) logit shift N(0, ``seed_sd``)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"p{i}" for i in range(n_prompts)]
+
+    def judged(logit):
+        return pd.DataFrame({"id": ids, "preference": (rng.random(n_prompts) < 1 / (1 + np.exp(-logit))).astype(float),
+                             "len_model": 100.0, "len_ref": 100.0})
+
+    different = 0
+    for i in range(experiments):
+        difficulty = rng.normal(-0.5, 1.2, n_prompts)
+        a, b = ([judged(difficulty + rng.normal(0, seed_sd)) for _ in range(n_seeds)] for _ in range(2))
+        different += estimate(a, b, n_boot, seed=i, metrics=("win_rate",))["win_rate"]["p"] < alpha
+    return different / experiments

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from bench.metrics import summarize
-from bench.verdicts import estimate, hierarchical_weights, holm, seed_corrections, tiers, verdicts
+from bench.verdicts import estimate, hierarchical_weights, holm, seed_corrections, simulate_aa, tiers, verdicts
 
 
 def frame(pref, len_model=None, n_ids=None):
@@ -148,20 +148,8 @@ def test_aa_check_counts_seeds_that_differ():
     assert [r["different"] for r in v["aa"]["rows"]] == [True, False]
 
 
-def aa_false_positive_rate(n_seeds, seed_sd, experiments=400, n=100, n_boot=400, seed=0):
-    """A/A: two 'methods' from one distribution (shared prompt difficulty, seed-level logit noise), compared
-    by the pairwise test; the share of experiments with p < 0.05."""
-    rng = np.random.default_rng(seed)
-    rejections = 0
-    for i in range(experiments):
-        difficulty = rng.normal(-0.5, 1.2, n)
-        sides = [[frame(bernoulli(1 / (1 + np.exp(-(difficulty + rng.normal(0, seed_sd)))), n, rng))
-                  for _ in range(n_seeds)] for _ in range(2)]
-        rejections += estimate(sides[0], sides[1], n_boot, seed=i, metrics=("win_rate",))["win_rate"]["p"] < 0.05
-    return rejections / experiments
-
-
-@pytest.mark.parametrize("n_seeds", [2, 3])
-def test_pairwise_test_is_calibrated_on_simulated_aa_experiments(n_seeds):
-    # seed sd 0.15 on the logit scale: about 3.5 points of win rate between seeds at 40 %.
-    assert 0.02 <= aa_false_positive_rate(n_seeds, 0.15) <= 0.08
+@pytest.mark.parametrize("n_seeds, experiments", [(2, 800), (3, 400)])
+def test_pairwise_test_is_calibrated_on_simulated_aa_experiments(n_seeds, experiments):
+    # 100 prompts; seed sd 0.15 on the logit scale is about 3.5 points of win rate between seeds at 40 %.
+    # Measured over 2000-3000 experiments: about 6.5 % with 2 seeds, 5 % with 3 (benchmarks/verdicts_bench.py).
+    assert 0.02 <= simulate_aa(n_seeds, 0.15, experiments) <= 0.08
