@@ -32,11 +32,13 @@ def fail_cleanly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from leaderboard.schema import ResultsError
+
         from .data import DataError
 
         try:
             return fn(*args, **kwargs)
-        except (DataError, KeyError) as e:
+        except (DataError, ResultsError, KeyError) as e:
             console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) else e}")
             raise typer.Exit(2) from None
 

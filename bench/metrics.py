@@ -62,20 +62,29 @@ def lc_win_rate(preference, len_model, len_ref) -> float:
     return float(1 / (1 + np.exp(-theta)))
 
 
-def _resample_weights(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) counts: how often each prompt appears in each resample."""
+def resample_weights(n: int, n_boot: int, seed) -> np.ndarray:
+    """(n_boot, n) counts: how often each unit (prompt, or seed) appears in each resample. ``seed`` is an int
+    or a numpy Generator; every bootstrap in the project draws its resamples here."""
     rng = np.random.default_rng(seed)
     return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(float)
 
 
-def _stats(df: pd.DataFrame, w: np.ndarray, scale: float) -> dict[str, np.ndarray]:
+def length_scale(df: pd.DataFrame) -> float:
+    return float(np.std(df["len_model"].to_numpy(float) - df["len_ref"].to_numpy(float)))
+
+
+def weighted_stats(df: pd.DataFrame, w: np.ndarray, scale: float, lc: bool = True) -> dict[str, np.ndarray]:
+    """Win rate and (unless ``lc`` is false) LC win rate of the rows of ``df`` under each row of weights
+    ``w`` (B, len(df))."""
     y = df["preference"].to_numpy(float)
-    x = length_feature(df["len_model"], df["len_ref"], scale)
-    theta = fit_length_glm(y, x, w)[:, 0]
-    return {"win_rate": (w @ y) / w.sum(1), "lc_win_rate": 1 / (1 + np.exp(-theta))}
+    out = {"win_rate": (w @ y) / w.sum(1)}
+    if lc:
+        theta = fit_length_glm(y, length_feature(df["len_model"], df["len_ref"], scale), w)[:, 0]
+        out["lc_win_rate"] = 1 / (1 + np.exp(-theta))
+    return out
 
 
-def _interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
+def interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
     lo, hi = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)])
     return [float(lo), float(hi)]
 
@@ -83,13 +92,13 @@ def _interval(samples: np.ndarray, level: float = 0.95) -> list[float]:
 def summarize(df: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict:
     """Win rate and LC win rate with 95% paired-bootstrap intervals, lengths, ties and judge failures."""
     n = len(df)
-    scale = float(np.std(df["len_model"].to_numpy(float) - df["len_ref"].to_numpy(float)))
-    point = _stats(df, np.ones((1, n)), scale)
-    boot = _stats(df, _resample_weights(n, n_boot, seed), scale)
+    scale = length_scale(df)
+    point = weighted_stats(df, np.ones((1, n)), scale)
+    boot = weighted_stats(df, resample_weights(n, n_boot, seed), scale)
     out = {"n": n}
     for k in point:
         out[k] = float(point[k][0])
-        out[f"{k}_ci95"] = _interval(boot[k])
+        out[f"{k}_ci95"] = interval(boot[k])
     out.update(avg_len_model=float(df["len_model"].mean()), avg_len_ref=float(df["len_ref"].mean()),
                wins=int((df["preference"] == 1).sum()), losses=int((df["preference"] == 0).sum()),
                ties=int(((df["preference"] > 0) & (df["preference"] < 1)).sum()),
@@ -106,19 +115,15 @@ def paired_difference(a: pd.DataFrame, b: pd.DataFrame, n_boot: int = 2000, seed
         raise ValueError("the two judged sets share no prompt ids")
     a2, b2 = a.set_index("id").loc[ids].reset_index(), b.set_index("id").loc[ids].reset_index()
     n = len(ids)
-    w = _resample_weights(n, n_boot, seed)
+    w = resample_weights(n, n_boot, seed)
     out = {"n": n, "unmatched": int(len(a) + len(b) - 2 * n), "n_boot": n_boot, "seed": seed}
     one = np.ones((1, n))
-
-    def scale(d):
-        return float(np.std(d["len_model"].to_numpy(float) - d["len_ref"].to_numpy(float)))
-
-    pa, pb = _stats(a2, one, scale(a2)), _stats(b2, one, scale(b2))
-    ba, bb = _stats(a2, w, scale(a2)), _stats(b2, w, scale(b2))
+    pa, pb = weighted_stats(a2, one, length_scale(a2)), weighted_stats(b2, one, length_scale(b2))
+    ba, bb = weighted_stats(a2, w, length_scale(a2)), weighted_stats(b2, w, length_scale(b2))
     for k in pa:
         diff = ba[k] - bb[k]
         out[f"{k}_diff"] = float(pa[k][0] - pb[k][0])
-        out[f"{k}_diff_ci95"] = _interval(diff)
+        out[f"{k}_diff_ci95"] = interval(diff)
         out[f"{k}_p_a_not_better"] = float(np.mean(diff <= 0))  # bootstrap one-sided p-value for "A > B"
     return out
 
