@@ -13,25 +13,30 @@ Row (s, p) gets the weight ``(1 + kappa (u_s - 1)) v_p`` (u, v: multinomial coun
 computed under those weights. With one seed the weights are the prompt counts: the prompt bootstrap exactly.
 
 Two small-sample corrections, both from the two-way ANOVA (seeds x prompts) of the preferences (of the
-paired differences, for a pair): MS_seed, MS_prompt, MS_error.
-- kappa: plain seed resampling (kappa = 1) counts the seed x prompt noise about three times (Owen 2007, the
-  "pigeonhole" bootstrap); in our A/A simulation it rejected 0-1 % at nominal 5 % when seed noise was small.
-  kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1, makes the seed
-  resampling contribute the between-seed variance the ANOVA estimates, (MS_seed - MS_error) / (n S).
-- widen: with 2-3 seeds that variance has 1-2 degrees of freedom, so the bootstrap deviations are scaled by
-  t_{df, 0.975} / z_{0.975}, df by Satterthwaite from MS_prompt (n-1 df), MS_seed (S-1), MS_error.
-Calibration (tests/test_verdicts.py, 400 A/A experiments of 100 prompts): about nominal when the seed noise
-is moderate; with 2 seeds and seed noise larger than the prompt noise it stays anticonservative (~10 %):
-two seeds cannot measure their own spread. The two-sided p-value is the percentile one that matches the
-interval: 2 min(P*(diff <= 0), P*(diff >= 0)), with +1 in numerator and denominator.
+paired differences, for a pair): mean squares MS_seed, MS_prompt, MS_error.
+- kappa: plain seed resampling (kappa = 1, Owen's "pigeonhole" bootstrap) counts the seed x prompt noise
+  about three times; in the A/A simulation below it called 0-1 % of A/A pairs different at nominal 5 % when
+  the seed noise was small. kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1,
+  makes the seed resampling contribute the between-seed variance the ANOVA estimates.
+- df: that variance rests on S-1 degrees of freedom, so the standard error has Satterthwaite's df from
+  MS_prompt (n-1), MS_seed (S-1) and MS_error ((S-1)(n-1)) when the seed term is positive (n-1 when it is
+  not, as a mixed model at its boundary does; one seed: normal). Intervals are the percentile ones with the
+  deviations scaled by t_{df, 0.975} / z_{0.975}, clipped to the metric's range; the two-sided p-value is the
+  t test of the difference over its bootstrap standard error (smooth: bootstrap tail counts have a floor of
+  2 / (n_boot + 1), which Holm's factor of 30-50 pairs would lift above 5 %).
+Calibration (``simulate_aa``; benchmarks/verdicts_bench.py): at seed noise sd 0.15 logit (~3.5 points of win
+rate) the test calls about 6.5 % of A/A pairs different with 2 seeds and 5 % with 3; with no seed noise 3-4 %.
+With 2 seeds and seed noise as large as the prompt noise it reaches ~10 %: two seeds cannot measure their own
+spread. And when 2 seeds differ by chance, df falls towards 1 and even large differences lose significance:
+use 3 seeds where a verdict matters.
 
-Multiple pairs: Holm's step-down correction over the family of all pairs (one family per metric).
-Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference is
-(z_{1-alpha/2} + z_{power}) * SE with SE the bootstrap standard error of a paired difference (median over the
-pairs of non-control methods). Controls: a null policy must land in the bottom tier and a positive control in
-the top tier, in different tiers, or the run is not trusted. A/A: seeds of one method compared with each
-other by the same test (one seed a side, so the prompt bootstrap): "different" more often than alpha says
-the between-seed spread is real and one-seed verdicts would mislead.
+Multiple pairs: Holm's step-down correction over the family of all pairs, controls included (one family per
+metric). Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference of a
+pair is ``MDD_FORMULA``; the run's is the median over the pairs of non-control methods, also given at Holm's
+strictest step (alpha / number of pairs). Controls: a null policy must land in the bottom tier and a positive
+control in the top tier, the two in different tiers, or the run is not trusted. A/A: seeds of one method
+compared with each other by the same test (one seed a side, so the prompt bootstrap): "different" more often
+than alpha (binomial p of the excess) says the between-seed spread is real and one-seed verdicts mislead.
 """
 
 from __future__ import annotations

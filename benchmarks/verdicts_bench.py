@@ -52,8 +52,8 @@ def main() -> None:
     for n_seeds, n_prompts in ((2, 100), (3, 100), (3, 805)):
         t0 = time.perf_counter()
         verdicts(frames(n_seeds, n_prompts, rng), n_boot=2000)
-        out["speed"][f"seeds={n_seeds} prompts={n_prompts}"] = round(time.perf_counter() - t0, 1)
-        print(f"verdicts(): 8 policies x {n_seeds} seeds x {n_prompts} prompts: {time.perf_counter() - t0:.1f} s", flush=True)
+        seconds = out["speed"][f"seeds={n_seeds} prompts={n_prompts}"] = round(time.perf_counter() - t0, 1)
+        print(f"verdicts(): 8 policies x {n_seeds} seeds x {n_prompts} prompts: {seconds} s", flush=True)
     path = Path("results/benchmarks/verdicts_bench.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
