@@ -24,11 +24,12 @@ paired differences, for a pair): mean squares MS_seed, MS_prompt, MS_error.
   deviations scaled by t_{df, 0.975} / z_{0.975}, clipped to the metric's range; the two-sided p-value is the
   t test of the difference over its bootstrap standard error (smooth: bootstrap tail counts have a floor of
   2 / (n_boot + 1), which Holm's factor of 30-50 pairs would lift above 5 %).
-Calibration (``simulate_aa``; benchmarks/verdicts_bench.py): at seed noise sd 0.15 logit (~3.5 points of win
-rate) the test calls about 6.5 % of A/A pairs different with 2 seeds and 5 % with 3; with no seed noise 3-4 %.
-With 2 seeds and seed noise as large as the prompt noise it reaches ~10 %: two seeds cannot measure their own
-spread. And when 2 seeds differ by chance, df falls towards 1 and even large differences lose significance:
-use 3 seeds where a verdict matters.
+Calibration (``simulate_rejections``, 1000 A/A experiments of 100 prompts each; benchmarks/verdicts_bench.py): share
+called different at nominal 5 %, by seed-noise sd on the logit scale 0 / 0.15 / 0.3 / 0.6 (about 0, 3.5, 7, 14
+points of win rate): 2 seeds 3.9 / 6.8 / 11.6 / 13.5 %, 3 seeds 3.8 / 5.1 / 7.6 / 6.6 %, 5 seeds 3.2 / 4.5 /
+5.3 / 5.7 %; one seed (the prompt bootstrap, blind to seed noise) 5.0 / 9.6 / 24 / 48 %. Two seeds cannot
+measure their own spread; and when two seeds differ by chance, df falls towards 1 and even large differences
+lose significance: use 3 seeds where a verdict matters.
 
 Multiple pairs: Holm's step-down correction over the family of all pairs, controls included (one family per
 metric). Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference of a
@@ -288,11 +289,12 @@ def verdicts(frames: Mapping, controls: Mapping = CONTROLS, headline=None, n_boo
     }
 
 
-def simulate_aa(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts: int = 100, n_boot: int = 400,
-                seed: int = 0, alpha: float = ALPHA) -> float:
-    """Calibration of the pairwise test: the share of simulated A/A experiments (two "methods" drawn from one
-    distribution) it calls different at ``alpha``. Outcomes are Bernoulli with a prompt difficulty shared by
-    every seed and method (logit N(-0.5, 1.2)) plus a per-(method, seed) logit shift N(0, ``seed_sd``)."""
+def simulate_rejections(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts: int = 100,
+                        n_boot: int = 400, seed: int = 0, alpha: float = ALPHA, effect: float = 0.0) -> float:
+    """The share of simulated experiments in which the pairwise test calls two methods different at ``alpha``:
+    its false-positive rate for ``effect`` 0 (A/A: both methods from one distribution), its power otherwise.
+    Outcomes are Bernoulli with a prompt difficulty shared by every seed and method (logit N(-0.5, 1.2)), a
+    per-(method, seed) logit shift N(0, ``seed_sd``), and ``effect`` added to the first method's logit."""
     rng = np.random.default_rng(seed)
     ids = [f"p{i}" for i in range(n_prompts)]
 
@@ -303,6 +305,6 @@ def simulate_aa(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts:
     different = 0
     for i in range(experiments):
         difficulty = rng.normal(-0.5, 1.2, n_prompts)
-        a, b = ([judged(difficulty + rng.normal(0, seed_sd)) for _ in range(n_seeds)] for _ in range(2))
+        a, b = ([judged(difficulty + shift + rng.normal(0, seed_sd)) for _ in range(n_seeds)] for shift in (effect, 0))
         different += estimate(a, b, n_boot, seed=i, metrics=("win_rate",))["win_rate"]["p"] < alpha
     return different / experiments
