@@ -130,8 +130,8 @@ def estimate(a: list[pd.DataFrame], b: list[pd.DataFrame] | None = None, n_boot:
     lc, one = "lc_win_rate" in metrics, np.ones((1, w.shape[1]))
 
     def stats_of(frames):
-        df = pd.concat(frames, ignore_index=True)
-        return weighted_stats(df, one, length_scale(df), lc), weighted_stats(df, w, length_scale(df), lc)
+        rows = pd.concat(frames, ignore_index=True)
+        return weighted_stats(rows, one, length_scale(rows), lc), weighted_stats(rows, w, length_scale(rows), lc)
 
     point, boot = stats_of(a)
     if b is not None:
@@ -160,7 +160,7 @@ def _aligned(frames: Mapping) -> dict[str, dict[str, pd.DataFrame]]:
         for s, df in by_seed.items():
             if ids is None:
                 ids = list(df["id"])
-            if len(df) != len(ids) or set(df["id"]) != set(ids):
+            if len(df) != len(ids) or set(df["id"]) != set(ids) or df["id"].duplicated().any():
                 raise ValueError(f"method {method!r} seed {s!r}: judged prompt ids differ from the other frames'")
             out[str(method)][str(s)] = df.set_index("id").loc[ids].reset_index()
     return out
