@@ -69,9 +69,7 @@ def _p(p) -> str:
 
 def figa_label(entry: dict) -> str:
     """Column title naming the terms in FIGA's average, e.g. "FIGA avg (4 of 7 terms: no reward, vicuna, wizardlm)"."""
-    terms, of = entry.get("terms"), entry.get("of")
-    if not terms or not of:
-        return "FIGA avg (terms not recorded)"
+    terms, of = entry["terms"], entry["of"]
     missing = [t for t in of if t not in terms]
     return f"FIGA avg (all {len(of)} terms)" if not missing else \
         f"FIGA avg ({len(terms)} of {len(of)} terms: no {', '.join(missing)})"

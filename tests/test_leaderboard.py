@@ -161,10 +161,15 @@ def test_a_string_where_a_number_belongs_names_file_and_field(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(bad))
     with pytest.raises(ResultsError, match=r"'verdicts.pairs\[2\].win_rate.p_holm'"):
         build(tmp_path, tmp_path / "site")
+    bad = doc()
+    del bad["methods"]["figa"]["suite"]["figa_avg"]["terms"]  # a v1-style partial average
+    (tmp_path / "results.json").write_text(json.dumps(bad))
+    with pytest.raises(ResultsError, match=r"'methods.figa.suite.figa_avg.terms': missing"):
+        build(tmp_path, tmp_path / "site")
     from bench.cli import app
 
     result = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "site")])
-    assert result.exit_code == 2 and "p_holm" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "figa_avg.terms" in result.output and "Traceback" not in result.output
 
 
 def test_a_document_without_verdicts_lists_methods_unranked(tmp_path):
