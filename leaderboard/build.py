@@ -17,7 +17,7 @@ site imports nothing from ``bench``. ``leaderboard.schema`` checks every field b
                         "winrate": {"win_rate", "ci": [lo, hi], "lc_win_rate", "lc_ci", "n", "avg_length"}?,
                         "vs_base": {"diff": float, "ci": [lo, hi]}?,
                         "suite": {METRIC: {"value": float, "stderr": float?},
-                                  "figa_avg": {"value": float, "stderr": float?,
+                                  "figa_avg": {"value": float, "stderr": float?,     # terms, of: required
                                                "terms": [terms averaged], "of": [all the paper's terms]}}?}},
      "verdicts": bench.verdicts.verdicts(...)?}   # tiers, pairs, headline, mdd, controls, aa (see bench/verdicts.py)
 
