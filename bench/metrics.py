@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 RIDGE = 1e-4  # on beta only: keeps the GLM defined when every length difference is 0
+SATURATED = 16.0  # |theta| beyond which the LC win rate is within 1e-7 of 0 or 1: iterating further changes nothing
 
 
 def length_feature(len_model, len_ref, scale: float | None = None) -> np.ndarray:
@@ -48,7 +49,8 @@ def fit_length_glm(y: np.ndarray, x: np.ndarray, weights: np.ndarray | None = No
         det = h00 * h11 - h01**2
         step = np.stack([(h11 * g[:, 0] - h01 * g[:, 1]) / det, (h00 * g[:, 1] - h01 * g[:, 0]) / det], 1)
         params = np.clip(params - np.clip(step, -5, 5), -30, 30)  # bounded: all-win/all-loss samples saturate
-        if np.abs(step).max() < 1e-10:
+        live = np.abs(params[:, 0]) < SATURATED  # saturated resamples (all wins or all losses) need no more steps
+        if not live.any() or np.abs(step[live]).max() < 1e-10:
             break
     return params
 

@@ -13,25 +13,31 @@ Row (s, p) gets the weight ``(1 + kappa (u_s - 1)) v_p`` (u, v: multinomial coun
 computed under those weights. With one seed the weights are the prompt counts: the prompt bootstrap exactly.
 
 Two small-sample corrections, both from the two-way ANOVA (seeds x prompts) of the preferences (of the
-paired differences, for a pair): MS_seed, MS_prompt, MS_error.
-- kappa: plain seed resampling (kappa = 1) counts the seed x prompt noise about three times (Owen 2007, the
-  "pigeonhole" bootstrap); in our A/A simulation it rejected 0-1 % at nominal 5 % when seed noise was small.
-  kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1, makes the seed
-  resampling contribute the between-seed variance the ANOVA estimates, (MS_seed - MS_error) / (n S).
-- widen: with 2-3 seeds that variance has 1-2 degrees of freedom, so the bootstrap deviations are scaled by
-  t_{df, 0.975} / z_{0.975}, df by Satterthwaite from MS_prompt (n-1 df), MS_seed (S-1), MS_error.
-Calibration (tests/test_verdicts.py, 400 A/A experiments of 100 prompts): about nominal when the seed noise
-is moderate; with 2 seeds and seed noise larger than the prompt noise it stays anticonservative (~10 %):
-two seeds cannot measure their own spread. The two-sided p-value is the percentile one that matches the
-interval: 2 min(P*(diff <= 0), P*(diff >= 0)), with +1 in numerator and denominator.
+paired differences, for a pair): mean squares MS_seed, MS_prompt, MS_error.
+- kappa: plain seed resampling (kappa = 1, Owen's "pigeonhole" bootstrap) counts the seed x prompt noise
+  about three times; in the A/A simulation below it called 0-1 % of A/A pairs different at nominal 5 % when
+  the seed noise was small. kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1,
+  makes the seed resampling contribute the between-seed variance the ANOVA estimates.
+- df: that variance rests on S-1 degrees of freedom, so the standard error has Satterthwaite's df from
+  MS_prompt (n-1), MS_seed (S-1) and MS_error ((S-1)(n-1)) when the seed term is positive (n-1 when it is
+  not, as a mixed model at its boundary does; one seed: normal). Intervals are the percentile ones with the
+  deviations scaled by t_{df, 0.975} / z_{0.975}, clipped to the metric's range; the two-sided p-value is the
+  t test of the difference over its bootstrap standard error (smooth: bootstrap tail counts have a floor of
+  2 / (n_boot + 1), which Holm's factor of 30-50 pairs would lift above 5 %).
+Calibration (``simulate_rejections``, 1000 A/A experiments of 100 prompts each; benchmarks/verdicts_bench.py): share
+called different at nominal 5 %, by seed-noise sd on the logit scale 0 / 0.15 / 0.3 / 0.6 (about 0, 3.5, 7, 14
+points of win rate): 2 seeds 3.9 / 6.8 / 11.6 / 13.5 %, 3 seeds 3.8 / 5.1 / 7.6 / 6.6 %, 5 seeds 3.2 / 4.5 /
+5.3 / 5.7 %; one seed (the prompt bootstrap, blind to seed noise) 5.0 / 9.6 / 24 / 48 %. Two seeds cannot
+measure their own spread; and when two seeds differ by chance, df falls towards 1 and even large differences
+lose significance: use 3 seeds where a verdict matters.
 
-Multiple pairs: Holm's step-down correction over the family of all pairs (one family per metric).
-Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference is
-(z_{1-alpha/2} + z_{power}) * SE with SE the bootstrap standard error of a paired difference (median over the
-pairs of non-control methods). Controls: a null policy must land in the bottom tier and a positive control in
-the top tier, in different tiers, or the run is not trusted. A/A: seeds of one method compared with each
-other by the same test (one seed a side, so the prompt bootstrap): "different" more often than alpha says
-the between-seed spread is real and one-seed verdicts would mislead.
+Multiple pairs: Holm's step-down correction over the family of all pairs, controls included (one family per
+metric). Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference of a
+pair is ``MDD_FORMULA``; the run's is the median over the pairs of non-control methods, also given at Holm's
+strictest step (alpha / number of pairs). Controls: a null policy must land in the bottom tier and a positive
+control in the top tier, the two in different tiers, or the run is not trusted. A/A: seeds of one method
+compared with each other by the same test (one seed a side, so the prompt bootstrap): "different" more often
+than alpha (binomial p of the excess) says the between-seed spread is real and one-seed verdicts mislead.
 """
 
 from __future__ import annotations
@@ -124,8 +130,8 @@ def estimate(a: list[pd.DataFrame], b: list[pd.DataFrame] | None = None, n_boot:
     lc, one = "lc_win_rate" in metrics, np.ones((1, w.shape[1]))
 
     def stats_of(frames):
-        df = pd.concat(frames, ignore_index=True)
-        return weighted_stats(df, one, length_scale(df), lc), weighted_stats(df, w, length_scale(df), lc)
+        rows = pd.concat(frames, ignore_index=True)
+        return weighted_stats(rows, one, length_scale(rows), lc), weighted_stats(rows, w, length_scale(rows), lc)
 
     point, boot = stats_of(a)
     if b is not None:
@@ -154,7 +160,7 @@ def _aligned(frames: Mapping) -> dict[str, dict[str, pd.DataFrame]]:
         for s, df in by_seed.items():
             if ids is None:
                 ids = list(df["id"])
-            if len(df) != len(ids) or set(df["id"]) != set(ids):
+            if len(df) != len(ids) or set(df["id"]) != set(ids) or df["id"].duplicated().any():
                 raise ValueError(f"method {method!r} seed {s!r}: judged prompt ids differ from the other frames'")
             out[str(method)][str(s)] = df.set_index("id").loc[ids].reset_index()
     return out
@@ -283,11 +289,12 @@ def verdicts(frames: Mapping, controls: Mapping = CONTROLS, headline=None, n_boo
     }
 
 
-def simulate_aa(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts: int = 100, n_boot: int = 400,
-                seed: int = 0, alpha: float = ALPHA) -> float:
-    """Calibration of the pairwise test: the share of simulated A/A experiments (two "methods" drawn from one
-    distribution) it calls different at ``alpha``. Outcomes are Bernoulli with a prompt difficulty shared by
-    every seed and method (logit N(-0.5, 1.2)) plus a per-(method, seed) logit shift N(0, ``seed_sd``)."""
+def simulate_rejections(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts: int = 100,
+                        n_boot: int = 400, seed: int = 0, alpha: float = ALPHA, effect: float = 0.0) -> float:
+    """The share of simulated experiments in which the pairwise test calls two methods different at ``alpha``:
+    its false-positive rate for ``effect`` 0 (A/A: both methods from one distribution), its power otherwise.
+    Outcomes are Bernoulli with a prompt difficulty shared by every seed and method (logit N(-0.5, 1.2)), a
+    per-(method, seed) logit shift N(0, ``seed_sd``), and ``effect`` added to the first method's logit."""
     rng = np.random.default_rng(seed)
     ids = [f"p{i}" for i in range(n_prompts)]
 
@@ -298,6 +305,6 @@ def simulate_aa(n_seeds: int, seed_sd: float, experiments: int = 400, n_prompts:
     different = 0
     for i in range(experiments):
         difficulty = rng.normal(-0.5, 1.2, n_prompts)
-        a, b = ([judged(difficulty + rng.normal(0, seed_sd)) for _ in range(n_seeds)] for _ in range(2))
+        a, b = ([judged(difficulty + shift + rng.normal(0, seed_sd)) for _ in range(n_seeds)] for shift in (effect, 0))
         different += estimate(a, b, n_boot, seed=i, metrics=("win_rate",))["win_rate"]["p"] < alpha
     return different / experiments

@@ -17,7 +17,7 @@ site imports nothing from ``bench``. ``leaderboard.schema`` checks every field b
                         "winrate": {"win_rate", "ci": [lo, hi], "lc_win_rate", "lc_ci", "n", "avg_length"}?,
                         "vs_base": {"diff": float, "ci": [lo, hi]}?,
                         "suite": {METRIC: {"value": float, "stderr": float?},
-                                  "figa_avg": {"value": float, "stderr": float?,
+                                  "figa_avg": {"value": float, "stderr": float?,     # terms, of: required
                                                "terms": [terms averaged], "of": [all the paper's terms]}}?}},
      "verdicts": bench.verdicts.verdicts(...)?}   # tiers, pairs, headline, mdd, controls, aa (see bench/verdicts.py)
 
@@ -69,9 +69,7 @@ def _p(p) -> str:
 
 def figa_label(entry: dict) -> str:
     """Column title naming the terms in FIGA's average, e.g. "FIGA avg (4 of 7 terms: no reward, vicuna, wizardlm)"."""
-    terms, of = entry.get("terms"), entry.get("of")
-    if not terms or not of:
-        return "FIGA avg (terms not recorded)"
+    terms, of = entry["terms"], entry["of"]
     missing = [t for t in of if t not in terms]
     return f"FIGA avg (all {len(of)} terms)" if not missing else \
         f"FIGA avg ({len(terms)} of {len(of)} terms: no {', '.join(missing)})"

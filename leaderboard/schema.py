@@ -107,6 +107,12 @@ def load(path: Path) -> dict:
         if doc.get(key) is None:
             raise ResultsError(path, key, "missing")
     check(doc, DOCUMENT, "", path)
+    for name, method in doc["methods"].items():
+        avg = (method.get("suite") or {}).get("figa_avg")
+        for key in ("terms", "of"):  # an average that does not name its terms cannot be put in an honest column
+            if avg and avg.get("value") is not None and not avg.get(key):
+                raise ResultsError(path, f"methods.{name}.suite.figa_avg.{key}", "missing: FIGA's average must "
+                                   "name the terms it contains ('terms') and the paper's full list ('of')")
     return doc
 
 

@@ -50,8 +50,10 @@ def doc(verdicts_doc=None, validated=True, **over):
                   "reason": "passed the card's gates" if validated else "agreement 0.52 below the 0.60 gate",
                   "summary": {"agreement": {"value": 0.523, "ci95": [0.48, 0.56]},
                               "near_equal_agreement": {"value": 0.51, "ci95": [0.45, 0.57]},
-                              "longer_wins_agreement": {"value": 0.7}, "system_spearman": {"value": 0.81, "ci95": [0.5, 0.95]},
-                              "null_battery": {"passed": True, "worst_loss_rate": 0.9, "outputs": {"empty": 0.99, "refusal": 0.9}}}},
+                              "longer_wins_agreement": {"value": 0.7},
+                              "system_spearman": {"value": 0.81, "ci95": [0.5, 0.95]},
+                              "null_battery": {"passed": True, "worst_loss_rate": 0.9,
+                                               "outputs": {"empty": 0.99, "refusal": 0.9}}}},
         "controls": {"null": {"method": "null", "what": "the empty answer"},
                      "positive": {"method": "positive", "what": "GPT-4-turbo answers"}},
         "suite": ["mmlu", "reward", "figa_avg"],
@@ -94,7 +96,8 @@ def test_headline_pairs_mdd_and_aa_are_shown(tmp_path):
     fs = next(h for h in v["headline"] if h["name"] == "figa - sft")
     row = page[page.index(">figa - sft<"):]
     row = row[:row.index("</tr>")]
-    assert f"{100 * fs['win_rate']['value']:+.1f}" in row and "[%.1f, %.1f]" % tuple(100 * x for x in fs["win_rate"]["ci95"]) in row
+    assert f"{100 * fs['win_rate']['value']:+.1f}" in row
+    assert "[%.1f, %.1f]" % tuple(100 * x for x in fs["win_rate"]["ci95"]) in row
     assert f"{fs['win_rate']['p_holm']:.3f}" in row or fs["win_rate"]["p_holm"] < 0.001
     assert ">figa - base<" in page and ">sft - base<" in page
     assert "Minimum detectable difference" in page and f"{100 * v['mdd']['value']:.1f}" in page
@@ -158,10 +161,15 @@ def test_a_string_where_a_number_belongs_names_file_and_field(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(bad))
     with pytest.raises(ResultsError, match=r"'verdicts.pairs\[2\].win_rate.p_holm'"):
         build(tmp_path, tmp_path / "site")
+    bad = doc()
+    del bad["methods"]["figa"]["suite"]["figa_avg"]["terms"]  # a v1-style partial average
+    (tmp_path / "results.json").write_text(json.dumps(bad))
+    with pytest.raises(ResultsError, match=r"'methods.figa.suite.figa_avg.terms': missing"):
+        build(tmp_path, tmp_path / "site")
     from bench.cli import app
 
     result = CliRunner().invoke(app, ["leaderboard", str(tmp_path), "--out", str(tmp_path / "site")])
-    assert result.exit_code == 2 and "p_holm" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "figa_avg.terms" in result.output and "Traceback" not in result.output
 
 
 def test_a_document_without_verdicts_lists_methods_unranked(tmp_path):
