@@ -36,7 +36,7 @@ import torch
 from bench import chat, data, models, ppo_core, rewards
 from bench.config import TrainConfig, to_dict
 from bench.registry import register
-from bench.training import already_trained, apply_lora, output_dir
+from bench.training import already_trained, apply_lora, fingerprint, output_dir
 
 log = logging.getLogger("bench.ppo")
 
@@ -293,7 +293,8 @@ class Ppo:
 
         set_seed(cfg.seed)
         out = output_dir(self, cfg)
-        if already_trained(out, cfg):
+        inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}
+        if already_trained(out, cfg, inputs, resume_state=("ppo_state.pt", "ppo_log.jsonl")):  # a new RM: retrain
             return out
         tokenizer = models.load_tokenizer(cfg.model)
         prompts = self.load_prompts(cfg, tokenizer)
@@ -324,7 +325,7 @@ class Ppo:
                 self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)
         (out / "bench_run.json").write_text(json.dumps({
-            "recipe": self.name, "config": to_dict(cfg), "model_source": models.resolve(cfg.model),
+            "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),
             "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
             "iterations": iterations, "train_seconds": time.perf_counter() - t0,
         }, indent=2, default=str))
