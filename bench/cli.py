@@ -57,12 +57,12 @@ def recipes_list():
 @recipes_app.command("show")
 @fail_cleanly
 def recipes_show(recipe: str):
-    """Every option of a recipe with its default (after the recipe YAML) and help."""
+    """Every option of a recipe with its default (after the recipe YAML and its sweep result) and help."""
     from . import registry
-    from .config import build_config, to_dict
+    from .config import recipe_config, to_dict
 
     spec, cls = registry.get(recipe)
-    cfg = build_config(cls.Config, [(str(spec.yaml_path), spec.defaults)])
+    cfg = recipe_config(cls, spec, [])
     helps = {f.name: f.metadata.get("help", "") for f in __import__("dataclasses").fields(cls.Config)}
     table = Table("option", "value", "help", title=f"{spec.name}: {spec.description}")
     for k, v in to_dict(cfg).items():
@@ -87,18 +87,16 @@ def train(
 ):
     """Train a recipe and write an ordinary Hugging Face checkpoint. Re-running resumes."""
     from . import registry
-    from .config import build_config, parse_overrides, read_yaml, to_dict
+    from .config import parse_overrides, read_yaml, recipe_config, to_dict
 
     spec, cls = registry.get(recipe)
     flags = {k: v for k, v in dict(model=model, data=data, output_dir=output_dir, max_steps=max_steps, limit=limit,
                                       lora_r=lora_r, seed=seed).items() if v is not None}
     if skip_invalid:
         flags["skip_invalid"] = True
-    layers = [(str(spec.yaml_path), spec.defaults)]
-    if config:
-        layers.append((str(config), read_yaml(config)))
+    layers = [(str(config), read_yaml(config))] if config else []
     layers += [("--set", parse_overrides(set_ or [])), ("command line", flags)]
-    cfg = build_config(cls.Config, layers)
+    cfg = recipe_config(cls, spec, layers)
     console.print_json(data=to_dict(cfg))
     out = cls().run(cfg)
     console.print(f"[bold green]checkpoint:[/] {out}")
@@ -177,6 +175,7 @@ def leaderboard(
 # (one import line per stage module below)
 from . import cli_suite  # noqa: E402,F401  (bench suite)
 from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
+from . import cli_sweep  # noqa: E402,F401  (bench sweep)
 
 
 if __name__ == "__main__":
