@@ -7,9 +7,10 @@ responses). The arithmetic is ``bench.ppo_core``; the reward is a ``bench.reward
 the reward to the last token (``dense = False``); ``fg-ppo`` (baselines/fg_ppo.py) keeps one reward per
 token. That is the only difference: both read every other setting from ``PpoConfig``'s defaults.
 
-The value function is a linear head on the policy's last hidden state. With LoRA (the default) the
-reference policy is the same network with its adapters disabled, so no second copy is held; with full
-fine-tuning a frozen copy is kept. Dropout is off throughout so log-probs at update time match the rollout's.
+The value function is a linear head on the policy's last hidden state. With full fine-tuning (the default,
+as for every method) a frozen copy of the start model is the reference; with LoRA the reference is the same
+network with its adapters disabled, so no second copy is held. Dropout is off throughout so log-probs at
+update time match the rollout's.
 
 Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``reward_mean``/``reward_std``
 (per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
@@ -72,9 +73,9 @@ class PpoConfig(TrainConfig):
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
-    learning_rate: float = _help("peak learning rate", 5e-5)
+    learning_rate: float = _help("peak learning rate (full fine-tuning; not swept: README, 'The budget')", 1e-5)
     lr_scheduler: str = _help("transformers scheduler name", "constant")
-    lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy)", 16)
+    lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy, as every method)", 0)
     lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
 
 
