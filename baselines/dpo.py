@@ -126,12 +126,17 @@ class Dpo(OfflineRecipe):
             f["ref"] = cache["logps"][f["key"]]
         return model
 
-    def loss(self, model, batch, cfg):
+    def loss_units(self, model, batch, cfg):
+        return {"pairs": batch["input_ids"].size(0) // 2}
+
+    def loss(self, model, batch, cfg, units=None):
+        """Mean DPO loss over the step's pairs."""
+        units = units or self.loss_units(model, batch, cfg)
         logps = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["response_mask"]).view(-1, 2)
         ref = batch["ref_logps"]
         losses, chosen_r, rejected_r = dpo_sigmoid_loss(logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], cfg.beta)
         margin = (chosen_r - rejected_r).detach()
-        return losses.mean(), {
+        return losses.sum() / units["pairs"], {
             "reward_margin": float(margin.mean()),
             "accuracy": float((margin > 0).float().mean()),
             "reward_chosen": float(chosen_r.detach().mean()),

@@ -7,9 +7,10 @@ responses). The arithmetic is ``bench.ppo_core``; the reward is a ``bench.reward
 the reward to the last token (``dense = False``); ``fg-ppo`` (baselines/fg_ppo.py) keeps one reward per
 token. That is the only difference: both read every other setting from ``PpoConfig``'s defaults.
 
-The value function is a linear head on the policy's last hidden state. With LoRA (the default) the
-reference policy is the same network with its adapters disabled, so no second copy is held; with full
-fine-tuning a frozen copy is kept. Dropout is off throughout so log-probs at update time match the rollout's.
+The value function is a linear head on the policy's last hidden state. With full fine-tuning (the default,
+as for every method) a frozen copy of the start model is the reference; with LoRA the reference is the same
+network with its adapters disabled, so no second copy is held. Dropout is off throughout so log-probs at
+update time match the rollout's.
 
 Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``reward_mean``/``reward_std``
 (per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
@@ -36,7 +37,7 @@ import torch
 from bench import chat, data, models, ppo_core, rewards
 from bench.config import TrainConfig, to_dict
 from bench.registry import register
-from bench.training import already_trained, apply_lora, output_dir
+from bench.training import already_trained, apply_lora, fingerprint, output_dir
 
 log = logging.getLogger("bench.ppo")
 
@@ -72,9 +73,9 @@ class PpoConfig(TrainConfig):
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
-    learning_rate: float = _help("peak learning rate", 5e-5)
+    learning_rate: float = _help("peak learning rate (full fine-tuning; not swept: README, 'The budget')", 1e-5)
     lr_scheduler: str = _help("transformers scheduler name", "constant")
-    lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy)", 16)
+    lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy, as every method)", 0)
     lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
 
 
@@ -293,7 +294,8 @@ class Ppo:
 
         set_seed(cfg.seed)
         out = output_dir(self, cfg)
-        if already_trained(out, cfg):
+        inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}
+        if already_trained(out, cfg, inputs, resume_state=("ppo_state.pt", "ppo_log.jsonl")):  # a new RM: retrain
             return out
         tokenizer = models.load_tokenizer(cfg.model)
         prompts = self.load_prompts(cfg, tokenizer)
@@ -324,7 +326,7 @@ class Ppo:
                 self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)
         (out / "bench_run.json").write_text(json.dumps({
-            "recipe": self.name, "config": to_dict(cfg), "model_source": models.resolve(cfg.model),
+            "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),
             "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
             "iterations": iterations, "train_seconds": time.perf_counter() - t0,
         }, indent=2, default=str))

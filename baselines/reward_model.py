@@ -198,11 +198,16 @@ class PairwiseRewardRecipe(OfflineRecipe):
             model.score.bias.zero_()
         return model
 
-    def loss(self, model, batch, cfg):
+    def loss_units(self, model, batch, cfg):
+        return {"pairs": batch["input_ids"].size(0) // 2}
+
+    def loss(self, model, batch, cfg, units=None):
+        """Mean Bradley-Terry loss over the step's pairs."""
+        units = units or self.loss_units(model, batch, cfg)
         head = head_scores(model, batch["input_ids"], batch["attention_mask"])
         r = head.gather(1, batch["last"][:, None]).squeeze(1)
         margin = r[0::2] - r[1::2]
-        loss = -F.logsigmoid(margin).mean()
+        loss = -F.logsigmoid(margin).sum() / units["pairs"]
         margin = margin.detach()
         return loss, {"accuracy": float((margin > 0).float().mean()), "margin": float(margin.mean())}
 

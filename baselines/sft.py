@@ -53,6 +53,13 @@ class Sft(OfflineRecipe):
             "labels": pad([f["labels"] for f in features], -100),
         }
 
-    def loss(self, model, batch, cfg):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    def loss_units(self, model, batch, cfg):
+        return {"tokens": (batch["labels"][:, 1:] != -100).sum()}  # the predicted (shifted) response tokens
+
+    def loss(self, model, batch, cfg, units=None):
+        """Mean token cross-entropy over the step's response tokens (transformers sums and divides by
+        ``num_items_in_batch``)."""
+        units = units or self.loss_units(model, batch, cfg)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                    num_items_in_batch=units["tokens"])
         return out.loss, {"n_response_tokens": float((batch["labels"] != -100).sum())}

@@ -14,16 +14,15 @@ from pathlib import Path
 
 
 def train_config(recipe: str, config: str | Path | None = None, overrides: dict | None = None, **flags):
-    """The recipe class and its effective config: recipe YAML < ``config`` file < ``overrides`` < ``flags``."""
+    """The recipe class and its effective config: recipe YAML < its sweep result < ``config`` file < ``overrides``
+    < ``flags``."""
     from . import registry
-    from .config import build_config, read_yaml
+    from .config import read_yaml, recipe_config
 
     spec, cls = registry.get(recipe)
-    layers = [(str(spec.yaml_path), spec.defaults)]
-    if config:
-        layers.append((str(config), read_yaml(config)))
+    layers = [(str(config), read_yaml(config))] if config else []
     layers += [("--set", overrides or {}), ("command line", {k: v for k, v in flags.items() if v is not None})]
-    return cls, build_config(cls.Config, layers)
+    return cls, recipe_config(cls, spec, layers)
 
 
 def train(recipe: str, config: str | Path | None = None, **options) -> Path:

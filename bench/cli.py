@@ -59,12 +59,12 @@ def recipes_list():
 @recipes_app.command("show")
 @fail_cleanly
 def recipes_show(recipe: str):
-    """Every option of a recipe with its default (after the recipe YAML) and help."""
+    """Every option of a recipe with its default (after the recipe YAML and its sweep result) and help."""
     from . import registry
-    from .config import build_config, to_dict
+    from .config import recipe_config, to_dict
 
     spec, cls = registry.get(recipe)
-    cfg = build_config(cls.Config, [(str(spec.yaml_path), spec.defaults)])
+    cfg = recipe_config(cls, spec, [])
     helps = {f.name: f.metadata.get("help", "") for f in __import__("dataclasses").fields(cls.Config)}
     table = Table("option", "value", "help", title=f"{spec.name}: {spec.description}")
     for k, v in to_dict(cfg).items():
@@ -172,6 +172,7 @@ def leaderboard(
 # (one import line per stage module below)
 from . import cli_suite  # noqa: E402,F401  (bench suite)
 from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
+from . import cli_sweep  # noqa: E402,F401  (bench sweep)
 
 
 if __name__ == "__main__":

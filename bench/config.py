@@ -1,8 +1,10 @@
-"""Typed, printable recipe configs: dataclass defaults < recipe YAML < user YAML < command-line overrides."""
+"""Typed, printable recipe configs: dataclass defaults < recipe YAML < its learning-rate sweep result < user
+YAML (or a run's budget) < command-line overrides (or a run's method_options)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,6 +13,8 @@ from pathlib import Path
 import yaml
 
 from .data.errors import DataError
+
+log = logging.getLogger("bench.config")
 
 
 def _help(text: str, default):
@@ -125,3 +129,32 @@ def to_dict(cfg) -> dict:
 def describe(cls) -> list[tuple[str, str, str]]:
     """(name, default, help) rows for ``bench recipes show``."""
     return [(f.name, repr(f.default), f.metadata.get("help", "")) for f in dataclasses.fields(cls)]
+
+
+def sweep_path(spec) -> Path:
+    """Where ``bench sweep`` writes a recipe's learning-rate sweep: ``sweeps/<recipe>.yaml`` beside its YAML."""
+    return Path(spec.yaml_path).parent / "sweeps" / f"{spec.name}.yaml"
+
+
+def sweep_layer(spec, model: str, data: str) -> list[tuple[str, dict]]:
+    """The sweep's chosen options as a config layer, if it was swept on this model and data (a rate chosen
+    for another model or data set is no evidence for this one: then the recipe YAML's rate stands)."""
+    path = sweep_path(spec)
+    if not path.exists():
+        return []
+    doc = load_yaml(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("chosen"), dict):
+        raise DataError(path, None, "chosen", "expected a mapping of the chosen options")
+    if (doc.get("model"), doc.get("data")) != (model, data):
+        log.warning("%s was swept on model=%s data=%s, not %s/%s: keeping the recipe's defaults",
+                    path, doc.get("model"), doc.get("data"), model, data)
+        return []
+    return [(str(path), doc["chosen"])]
+
+
+def recipe_config(cls, spec, layers: list[tuple[str, dict]]):
+    """``cls.Config`` from the recipe YAML < its sweep result (when it matches the model and data that the
+    finished config names) < ``layers``; one place for this order, used by ``bench train`` and ``bench run``."""
+    base = [(str(spec.yaml_path), spec.defaults)]
+    first = build_config(cls.Config, base + layers)
+    return build_config(cls.Config, base + sweep_layer(spec, first.model, first.data) + layers)

@@ -7,14 +7,23 @@ makes methods comparable on the same budget:
 - ``load_records(cfg)``: typed records (``bench.data``)
 - ``encode(record, tokenizer, cfg)``: one record -> a dict of token lists (or None to drop it)
 - ``collate(features, pad_id)``: a batch of tensors
-- ``loss(model, batch, cfg)``: ``(loss, {metric: float})``; metrics are averaged per logging step
+- ``loss_units(model, batch, cfg)``: how many of each averaging unit the batch holds (pairs, tokens)
+- ``loss(model, batch, cfg, units)``: ``(loss, {metric: float})``; metrics are averaged per logging step
+
+Gradient accumulation. Every loss term is a sum divided by a count of units (SFT: response tokens, FIGA:
+weighted tokens, DPO and reward models: pairs). The loop sums ``loss_units`` over the micro-batches of one
+optimiser step before their forward passes and gives the totals to ``loss``, so each step's loss and
+gradient are those of its whole batch (``batch_size * grad_accum`` records), whatever the split
+(tests/test_accumulation.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -73,7 +82,13 @@ class OfflineRecipe:
     def collate(self, features: list[dict], pad_id: int) -> dict:
         raise NotImplementedError
 
-    def loss(self, model, batch: dict, cfg) -> tuple[torch.Tensor, dict]:
+    def loss_units(self, model, batch: dict, cfg) -> dict[str, torch.Tensor]:
+        """``{unit: count}`` in ``batch``; ``model`` (called without gradients) is there for counts that
+        depend on it, such as FIGA's tau filter."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict, cfg, units: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """``units``: totals of ``loss_units`` over the optimiser step (None: this batch's own)."""
         raise NotImplementedError
 
     def prepare_model(self, model, cfg):
@@ -91,18 +106,43 @@ class OfflineRecipe:
 
 
 class _RecipeTrainer(Trainer):
-    """Routes the loss to the recipe and averages its metrics over each logging window."""
+    """Routes the loss to the recipe, normalised over the whole optimiser step, and averages its metrics
+    over each logging window."""
+
+    loss_is_scaled_for_ga = True  # the recipe divides by the step's units: the Trainer must not divide again
 
     def __init__(self, recipe, cfg, **kw):
         super().__init__(**kw)
         self.recipe, self.cfg = recipe, cfg
+        self._units: dict | None = None
         self._sums: dict[str, float] = defaultdict(float)
         self._count = 0
         self._tokens = 0
         self._t0 = time.perf_counter()
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The step's micro-batches, and the recipe's units summed over them (and over processes)."""
+        batches, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._units = self._step_units(batches) if batches else None
+        return batches, None
+
+    def _step_units(self, batches: list) -> dict | None:
+        world = self.accelerator.num_processes
+        if len(batches) == 1 and world == 1:
+            return None  # one micro-batch: its own normalisation is the step's (and costs nothing extra)
+        with torch.no_grad():
+            per_batch = [self.recipe.loss_units(self.model, self._prepare_inputs(b), self.cfg) for b in batches]
+        totals = {k: sum(torch.as_tensor(u[k], dtype=torch.float32, device=self.args.device) for u in per_batch)
+                  for k in per_batch[0]}
+        if world > 1:
+            totals = {k: self.accelerator.reduce(v, "sum") for k, v in totals.items()}
+        return totals
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, metrics = self.recipe.loss(model, inputs, self.cfg)
+        units = self._units if model.training else None
+        loss, metrics = self.recipe.loss(model, inputs, self.cfg, units)
+        if units is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes; undo that
         if model.training:
             for k, v in metrics.items():
                 self._sums[k] += float(v)
@@ -166,17 +206,68 @@ def output_dir(recipe, cfg) -> Path:
     return Path(cfg.output_dir or Path("results") / "checkpoints" / recipe.name)
 
 
-def already_trained(out: Path, cfg) -> bool:
-    """A finished run with the same config left ``bench_run.json``: re-running it is a no-op."""
-    done = out / "bench_run.json"
-    if done.exists() and json.loads(done.read_text()).get("config") == json.loads(json.dumps(to_dict(cfg))):
-        log.info("%s already trained with this config; delete %s to retrain", out, done)
-        return True
+# Options that may change between an interrupted run and its continuation (more steps, other logging).
+RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "output_dir")
+
+
+def fingerprint(path: str | Path) -> str:
+    """Content hash of a checkpoint a run depends on (PPO's reward model): its weight files, plus a reward
+    model's kind and calibration (which scales PPO's rewards). A retrained checkpoint gets a new one; an
+    identical retrain, the same one."""
+    path = Path(path)
+    files = sorted(f for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern))
+    if not files:
+        raise DataError(path, None, None, "no weight files (*.safetensors) to fingerprint: is it trained?")
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            h.update(f.name.encode() + hashlib.file_digest(fh, "sha256").digest())
+    meta = path / "reward_model.json"
+    if meta.exists():
+        m = json.loads(meta.read_text())
+        h.update(json.dumps({k: m.get(k) for k in ("kind", "calibration")}, sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def _key(cfg, inputs: dict | None) -> dict:
+    return json.loads(json.dumps({"config": to_dict(cfg), "inputs": inputs or {}}, default=str))
+
+
+def _resumable(key: dict) -> dict:
+    return {"config": {k: v for k, v in key["config"].items() if k not in RESUMABLE}, "inputs": key["inputs"]}
+
+
+def already_trained(out: Path, cfg, inputs: dict | None = None,
+                    resume_state: tuple[str, ...] = ("checkpoint-*", "train_log.jsonl")) -> bool:
+    """True when a finished run with the same config and the same ``inputs`` (fingerprints of the checkpoints
+    it depends on) left ``bench_run.json``: re-running it is a no-op.
+
+    Otherwise ``out`` is made ready to train: resume state (``resume_state`` globs) left by a run with
+    another key, finished or not, is removed, since resuming it would continue the wrong run; only
+    ``RESUMABLE`` options may differ. The key goes to ``bench_key.json`` for the next comparison."""
+    key = _key(cfg, inputs)
+    done, started = out / "bench_run.json", out / "bench_key.json"
+    if done.exists():
+        info = json.loads(done.read_text())
+        if {"config": info.get("config"), "inputs": info.get("inputs", {})} == key:
+            log.info("%s already trained with this config and inputs; delete %s to retrain", out, done)
+            return True
+    previous = json.loads(started.read_text()) if started.exists() else None
+    if previous is None or _resumable(previous) != _resumable(key):
+        stale = [p for pattern in resume_state for p in out.glob(pattern)]
+        if stale:
+            log.warning("%s: config or inputs changed; removing the old run's %s", out, [p.name for p in stale])
+        for p in stale:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    done.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(key, indent=2))
     return False
 
 
-def train(recipe: OfflineRecipe, cfg) -> Path:
-    """Train ``recipe`` under ``cfg``; returns the directory of the saved Hugging Face checkpoint."""
+def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
+    """Train ``recipe`` under ``cfg``; returns the directory of the saved Hugging Face checkpoint.
+    ``callbacks``: extra ``TrainerCallback``s (tests read gradients through them)."""
     from transformers import set_seed
 
     from . import __version__
@@ -186,7 +277,6 @@ def train(recipe: OfflineRecipe, cfg) -> Path:
     out = output_dir(recipe, cfg)
     if already_trained(out, cfg):
         return out
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = models.load_tokenizer(cfg.model)
     records = recipe.load_records(cfg)
     train_recs, val_recs = train_val_split(records, cfg.val_fraction, cfg.seed)
@@ -236,7 +326,7 @@ def train(recipe: OfflineRecipe, cfg) -> Path:
         recipe, cfg, model=model, args=args, train_dataset=ListDataset(train_set),
         eval_dataset=ListDataset(val_set) if val_set else None,
         data_collator=lambda feats: recipe.collate(feats, tokenizer.pad_token_id),
-        callbacks=[JsonlLog(out / "train_log.jsonl")],
+        callbacks=[JsonlLog(out / "train_log.jsonl"), *(callbacks or [])],
     )
     resume = any(out.glob("checkpoint-*"))
     if resume:
@@ -250,6 +340,7 @@ def train(recipe: OfflineRecipe, cfg) -> Path:
     run_info = {
         "recipe": recipe.name,
         "config": to_dict(cfg),
+        "inputs": {},
         "bench_version": __version__,
         "versions": _versions(),
         "model_source": models.resolve(cfg.model),

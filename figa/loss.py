@@ -21,22 +21,30 @@ def token_ce(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view_as(targets)
 
 
+def effective_weights(ce, weights, negative, tau: float = 0.6, tau_min: float | None = None) -> torch.Tensor:
+    """The weights after the tau rule: negative tokens the model already finds unlikely get 0."""
+    risky = ce.detach() <= tau
+    if tau_min is not None:
+        risky &= ce.detach() >= tau_min
+    return torch.where(negative & ~risky, torch.zeros_like(weights), weights)
+
+
 def figa_loss(
     ce: torch.Tensor,
     weights: torch.Tensor,
     negative: torch.Tensor,
     tau: float = 0.6,
     tau_min: float | None = None,
+    total_weighted: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """``ce``, ``weights`` (signed, already alpha/gamma/-beta) and ``negative`` (bool) are aligned (B, T).
+    ``total_weighted``: the denominator when this batch is part of a larger one (default: its own count).
 
     Returns the loss and the statistics FIGA's behaviour depends on."""
-    risky = ce.detach() <= tau
-    if tau_min is not None:
-        risky &= ce.detach() >= tau_min
-    w = torch.where(negative & ~risky, torch.zeros_like(weights), weights)
+    w = effective_weights(ce, weights, negative, tau, tau_min)
     n_weighted = (w != 0).sum()
-    loss = (w * ce).sum() / n_weighted.clamp(min=1)  # an edit-free batch gives 0, not NaN
+    denominator = n_weighted if total_weighted is None else total_weighted
+    loss = (w * ce).sum() / denominator.clamp(min=1)  # an edit-free batch gives 0, not NaN
     positive = (w > 0) & ~negative
     kept = negative & (w != 0)
     n_neg = int(negative.sum())

@@ -13,7 +13,7 @@ from bench.registry import register
 from bench.training import OfflineRecipe, check_length, pad
 
 from bench.edits import response_labels
-from .loss import figa_loss, token_ce
+from .loss import effective_weights, figa_loss, token_ce
 
 
 @dataclass
@@ -62,7 +62,16 @@ class Figa(OfflineRecipe):
             "negative": pad([r["negative"] for r in rows], False, torch.bool),
         }
 
-    def loss(self, model, batch, cfg):
+    def loss_units(self, model, batch, cfg):
+        """The tokens with a non-zero weight after the tau rule: it depends on the model's CE, so counting
+        them over an accumulated step costs one forward pass without gradients per micro-batch."""
+        ce = token_ce(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                      batch["input_ids"])
+        w = effective_weights(ce, batch["weights"][:, 1:], batch["negative"][:, 1:], cfg.tau, cfg.tau_min)
+        return {"weighted": (w != 0).sum()}
+
+    def loss(self, model, batch, cfg, units=None):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         ce = token_ce(logits, batch["input_ids"])
-        return figa_loss(ce, batch["weights"][:, 1:], batch["negative"][:, 1:], cfg.tau, cfg.tau_min)
+        return figa_loss(ce, batch["weights"][:, 1:], batch["negative"][:, 1:], cfg.tau, cfg.tau_min,
+                         units["weighted"] if units else None)

@@ -126,3 +126,45 @@ def test_reward_models_smollm2_lora(smollm2_dir, tmp_path, cls):
     assert len(rm.score([HI], ["Hello there."])) == 1
     meta = json.loads((out / "reward_model.json").read_text())
     assert meta["heldout"]["n"] == 4 and 0 <= meta["heldout"]["pairwise_accuracy"] <= 1
+
+
+def test_token_labels_treat_both_end_tokens_alike(tokenizer):
+    """Hand-built pair: "The sky is red." -> "The sky is blue today." The substituted word is negative in
+    the initial and positive in the revision, the inserted word positive, everything else (both end-of-turn
+    tokens included) neutral."""
+    from baselines.token_reward_model import token_labels
+    from bench import chat
+    from bench.data import RevisionTriple, Skips
+
+    eos = 2
+    init_labels, rev_labels = token_labels([10, 11, 12, eos], [10, 13, 14, 12, eos])  # 11 -> 13, insert 14
+    assert (init_labels, rev_labels) == ([0, -1, 0, 0], [0, 1, 1, 0, 0])
+    assert token_labels([10, 11, eos], [10, 11, eos]) == ([0, 0, 0], [0, 0, 0])  # no edit: no signal, no stop bonus
+
+    words = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    record = RevisionTriple(HI, "The sky is red.", "The sky is blue today.", "t:1", "t.jsonl:1")
+    recipe = TokenRewardModel()
+    cfg = build_config(TokenRewardModel.Config, [("test", {})])
+    revised_row, initial_row = recipe.encode(record, tokenizer, cfg, Skips(False))["rows"]
+    start = len(chat.prompt_ids(tokenizer, HI))
+    rev, init = revised_row["labels"][start:], initial_row["labels"][start:]
+    assert revised_row["labels"][:start] == [-100] * start
+    assert [t for t, label in zip(words("The sky is blue today.") + [eos], rev) if label == 1] == words(" blue today")
+    assert [t for t, label in zip(words("The sky is red.") + [eos], init) if label == -1] == words(" red")
+    assert rev[-1] == init[-1] == 0 and revised_row["input_ids"][-1] == initial_row["input_ids"][-1] == eos
+
+
+def test_fg_ppo_terminal_sums_the_token_rewards_onto_the_last_token(token_rm, tokenizer):
+    """The ablation's reward: the token RM's per-token rewards (fg-ppo) moved onto the last token (as ppo)."""
+    from bench import chat, registry
+    from bench.rewards import ModelReward
+
+    spec, cls = registry.get("fg-ppo-terminal")
+    _, fg = registry.get("fg-ppo")
+    assert cls.dense is False and fg.dense is True
+    assert spec.defaults["reward_model"].endswith("token-reward-model")
+    args = ([HI], [chat.prompt_ids(tokenizer, HI)], [chat.response_ids(tokenizer, "The sky is blue and I like you.")])
+    (dense,) = ModelReward(str(token_rm), tokenizer, dense=True)(*args)
+    (terminal,) = ModelReward(str(token_rm), tokenizer, dense=False)(*args)
+    assert terminal[:-1] == [0.0] * (len(dense) - 1) and any(dense[:-1])
+    assert terminal[-1] == pytest.approx(sum(dense), rel=1e-5)

@@ -76,3 +76,48 @@ def test_text_longer_than_the_context_names_file_line_and_field(tmp_path, tiny_m
 def test_unknown_option_names_its_source(tmp_path, tiny_model_dir):
     with pytest.raises(DataError, match="unknown option"):
         run("figa", tmp_path, tiny_model_dir, alpah=2.0)
+
+
+def test_changed_config_retrains_instead_of_resuming_the_old_run(tmp_path, tiny_model_dir):
+    first = run("sft", tmp_path, tiny_model_dir, learning_rate=1e-3)
+    weights = (first / "model.safetensors").read_bytes()
+    out = run("sft", tmp_path, tiny_model_dir, learning_rate=2e-3)
+    steps = [json.loads(line)["step"] for line in (out / "train_log.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert steps == [1, 2]  # trained again from the start, not "resumed" from the old run's checkpoint-2
+    assert (out / "model.safetensors").read_bytes() != weights
+    assert json.loads((out / "bench_run.json").read_text())["config"]["learning_rate"] == 2e-3
+
+
+def test_ppo_retrains_when_its_reward_model_is_retrained(tmp_path, tiny_model_dir):
+    """PPO's checkpoint is keyed on its reward model's content: a retrained RM (new weights) makes PPO
+    retrain; an unchanged RM, or an identical retrain of it, does not."""
+    from baselines.ppo import Ppo
+    from baselines.reward_model import SequenceRewardModel
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"id": i, "q": f"Question {i}?", "c": "A kind answer.", "r": "No."}) + "\n"
+                             for i in range(8)))
+    data = f"{pairs}?prompt=q&chosen=c&rejected=r&id=id"
+    rm_dir, ppo_dir = tmp_path / "rm", tmp_path / "ppo"
+
+    def train_rm(lr):
+        opts = dict(model=tiny_model_dir, data=data, output_dir=str(rm_dir), max_steps=1, batch_size=4, learning_rate=lr,
+                    val_fraction=0.0, eval_pairs=2, calibration_pairs=2, save_steps=100)
+        SequenceRewardModel().run(build_config(SequenceRewardModel.Config, [("test", opts)]))
+
+    def train_ppo():
+        opts = dict(model=tiny_model_dir, data=data, output_dir=str(ppo_dir), reward_model=str(rm_dir), max_steps=1,
+                    rollout_batch=2, batch_size=2, max_new_tokens=4, lora_r=4, val_fraction=0.0, save_steps=100)
+        Ppo().run(build_config(Ppo.Config, [("test", opts)]))
+        info = (ppo_dir / "bench_run.json")
+        return info.stat().st_mtime_ns, json.loads(info.read_text())["inputs"]["reward_model"]
+
+    train_rm(1e-3)
+    first, fp1 = train_ppo()
+    assert train_ppo() == (first, fp1)  # nothing changed: not retrained
+    (rm_dir / "bench_run.json").unlink()
+    train_rm(1e-3)  # the same config again: the same weights, the same fingerprint
+    assert train_ppo() == (first, fp1)
+    train_rm(1e-2)  # retrained with another learning rate: new weights
+    second, fp2 = train_ppo()
+    assert fp2 != fp1 and second != first

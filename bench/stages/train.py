@@ -28,18 +28,18 @@ def order(run: RunConfig) -> list[str]:
 
 
 def recipe_config(run: RunConfig, method: str, seed: int = 0):
-    """The recipe class and its config: recipe YAML < the run's model/data/output/seed < budget < method options
-    (the seed is the run's, whatever the budget says)."""
+    """The recipe class and its config: recipe YAML < its sweep result < the run's model/data/output < budget <
+    method options < the seed (the run's, whatever the budget says)."""
     from .. import registry
-    from ..config import build_config
+    from ..config import recipe_config as layered
 
     spec, cls = registry.get(method)
     where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
     if method in REWARD_DEPENDENCIES:
         where["reward_model"] = run.checkpoint(REWARD_DEPENDENCIES[method], seed)
-    layers = [(str(spec.yaml_path), spec.defaults), ("run", where), ("run budget", run.budget),
+    layers = [("run", where), ("run budget", run.budget),
               (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
-    return cls, build_config(cls.Config, layers)
+    return cls, layered(cls, spec, layers)
 
 
 def reads(run: RunConfig) -> list[Path]:
