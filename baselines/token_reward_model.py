@@ -1,6 +1,6 @@
 """The ``token-reward-model`` recipe: a reward at every response token, learnt from minimal-edit pairs.
 
-The supervision is FIGA's edit labels (``figa.edits.response_labels``): tokens the revision added or
+The supervision is FIGA's edit labels (``bench.edits.response_labels``): tokens the revision added or
 substituted are *positive*, tokens of the initial response it deleted or substituted are *negative*, the rest
 are neutral. Two objectives, mixed by weight (``pairwise_weight``, ``token_weight`` in the YAML):
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from bench import chat
 from bench.registry import register
 from bench.training import check_length, pad
-from figa.edits import response_labels
+from bench.edits import response_labels
 
 from .reward_model import (PairwiseRewardRecipe, RewardModel, RewardModelConfig, head_scores, pairwise_report,
                            wilson_interval)

@@ -119,29 +119,15 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE override (repeatable)")] = None,
 ):
     """Train a recipe and write an ordinary Hugging Face checkpoint. Re-running resumes."""
-    from . import registry
-    from .config import build_config, parse_overrides, read_yaml, to_dict
-    from .validate import check_checkpoint, check_config, check_data_spec, check_model, check_option, check_output_dir, int_at_least, source_of
+    from .api import train_config
+    from .config import parse_overrides, to_dict
+    from .validate import check_option, int_at_least
 
     for option, value, rule in (("--max-steps", max_steps, int_at_least(1)), ("--limit", limit, int_at_least(1)),
                                 ("--lora-r", lora_r, int_at_least(0)), ("--seed", seed, int_at_least(0))):
         check_option(option, value, rule)
-    spec, cls = registry.get(recipe)
-    flags = {k: v for k, v in dict(model=model, data=data, output_dir=output_dir, max_steps=max_steps, limit=limit,
-                                      lora_r=lora_r, seed=seed).items() if v is not None}
-    if skip_invalid:
-        flags["skip_invalid"] = True
-    layers = [(str(spec.yaml_path), spec.defaults)]
-    if config:
-        layers.append((str(config), read_yaml(config)))
-    layers += [("--set", parse_overrides(set_ or [])), ("command line", flags)]
-    cfg = build_config(cls.Config, layers)
-    context = check_model(cfg.model, "--model" if model else "config: model")
-    check_config(cfg, layers, context)
-    check_data_spec(cfg.data, "--data" if data else "config: data")
-    if not getattr(cfg, "reward_model", "token-id:").startswith("token-id:"):
-        check_checkpoint(cfg.reward_model, source_of(layers, "reward_model"))
-    check_output_dir(cfg.output_dir or "results/checkpoints", "--output-dir" if output_dir else "output_dir")
+    cls, cfg = train_config(recipe, config, parse_overrides(set_ or []), model=model, data=data, output_dir=output_dir,
+                            max_steps=max_steps, limit=limit, lora_r=lora_r, seed=seed, skip_invalid=skip_invalid or None)
     console.print_json(data=to_dict(cfg))
     out = cls().run(cfg)
     console.print(f"[bold green]checkpoint:[/] {out}")
@@ -190,17 +176,18 @@ def run_pipeline(
     stage: Annotated[str, typer.Argument(help="all, or one of: train, generate, judge, suite, report")] = "all",
     config: Annotated[Optional[Path], typer.Option(help="run YAML (default runs/smollm2-cpu.yaml)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE run override, e.g. eval_limit=20")] = None,
+    force: Annotated[bool, typer.Option(help="re-run the stage(s) even when nothing they depend on changed")] = False,
 ):
     """The whole comparison: train every method on the same budget, generate, judge, benchmark, report.
-    Every stage resumes: finished work is read back, not redone."""
+    Every stage resumes: finished work is read back, not redone; a stage whose inputs did not change is skipped."""
     from .config import parse_overrides
-    from .pipeline import STAGES, load_run_config, run_all
+    from .stages import STAGES, load_run_config, run_all
 
     if stage != "all" and stage not in STAGES:
         raise KeyError(f"unknown stage '{stage}'; use all or one of {', '.join(STAGES)}")
     default = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
     run = load_run_config(config or default, parse_overrides(set_ or []))
-    page = run_all(run, None if stage == "all" else [stage])
+    page = run_all(run, None if stage == "all" else [stage], force=force)
     console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))
 
 
@@ -211,9 +198,9 @@ def leaderboard(
     out: Annotated[Path, typer.Option(help="where index.html goes")] = Path("results/site"),
 ):
     """Render every run's results.json into a static HTML leaderboard (no server needed)."""
-    from leaderboard.build import build
+    from .stages.report import reporters
 
-    console.print(f"[bold green]leaderboard:[/] {build(results, out)}")
+    console.print(f"[bold green]leaderboard:[/] {reporters()['site'].load()(results, out)}")
 
 
 # Stage commands live beside their code; each module adds its commands to `app` when imported.

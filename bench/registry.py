@@ -9,9 +9,10 @@ The YAML names the recipe, says what it is, points at its module and holds its d
       data: expertqa
       alpha: 1.0
 
-Recipes are discovered by scanning the YAML files in the ``figa`` and ``baselines`` packages and any
-directory in ``BENCH_RECIPES`` (``os.pathsep``-separated), so ``bench recipes list`` needs no heavy
-import; the module is imported only when the recipe runs, and registers its class with ``@register``.
+Recipes are discovered by scanning the YAML files in every package named in the ``bench.recipes`` entry-point
+group (this project declares ``figa`` and ``baselines``; any installed package can add its own) and in any
+directory in ``BENCH_RECIPES`` (``os.pathsep``-separated), so ``bench recipes list`` needs no heavy import; the
+module is imported only when the recipe runs, and registers its class with ``@register``.
 Judges (bench/judges) are plugins of the same shape and use the same ``Registry``.
 """
 
@@ -22,8 +23,6 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -78,10 +77,26 @@ register = RECIPES.register
 read_spec = RECIPES.read_spec
 
 
-def _search_dirs() -> list[Path]:
-    dirs = [_ROOT / "figa", _ROOT / "baselines"]
-    dirs += [Path(p) for p in os.environ.get("BENCH_RECIPES", "").split(os.pathsep) if p]
+def _package_dirs() -> list[Path]:
+    """The directories of the packages registered under the ``bench.recipes`` entry-point group."""
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    dirs = []
+    for ep in sorted(entry_points(group="bench.recipes"), key=lambda e: e.name):
+        spec = find_spec(ep.value)  # locates the package without importing its recipe modules
+        if spec is not None and spec.submodule_search_locations:
+            dirs += [Path(p) for p in spec.submodule_search_locations]
     return dirs
+
+
+def _plain_dirs() -> list[Path]:
+    """Directories named in ``BENCH_RECIPES``: a recipe's module sits beside its YAML there."""
+    return [Path(p) for p in os.environ.get("BENCH_RECIPES", "").split(os.pathsep) if p]
+
+
+def _search_dirs() -> list[Path]:
+    return _package_dirs() + _plain_dirs()
 
 
 def recipes() -> dict[str, PluginSpec]:
@@ -103,7 +118,7 @@ def get(name_or_yaml: str) -> tuple[PluginSpec, type]:
         if name_or_yaml not in known:
             raise KeyError(f"unknown recipe '{name_or_yaml}'; known: {', '.join(sorted(known))}")
         spec = known[name_or_yaml]
-    if spec.yaml_path.parent.resolve() not in (_ROOT / "figa", _ROOT / "baselines"):
-        # A recipe outside the package: its module sits beside its YAML.
+    if spec.yaml_path.parent.resolve() not in {d.resolve() for d in _package_dirs()}:
+        # A recipe outside any installed package: its module sits beside its YAML.
         sys.path.insert(0, str(spec.yaml_path.parent.resolve()))
     return spec, RECIPES.load(spec)

@@ -142,6 +142,23 @@ def check_config(cfg, layers: list[tuple[str, dict]] | None = None, context: int
         fail("tau_min", cfg.tau_min, f"at most tau ({cfg.tau})")
 
 
+def check_train_config(cfg, layers: list[tuple[str, dict]]) -> None:
+    """Everything ``bench train`` (and ``bench.train``) needs before a model loads: option ranges,
+    ``max_length`` against the model's context, the model, the data spec, a writable output directory,
+    and the reward model a PPO recipe reads."""
+    def where(key: str) -> str:
+        source = source_of(layers, key)
+        return f"--{key.replace('_', '-')}" if source == "command line" else f"{source}: {key}"
+
+    context = check_model(cfg.model, where("model"))
+    check_config(cfg, layers, context)
+    check_data_spec(cfg.data, where("data"))
+    reward_model = getattr(cfg, "reward_model", None)
+    if isinstance(reward_model, str) and not reward_model.startswith("token-id:"):
+        check_checkpoint(reward_model, where("reward_model"))
+    check_output_dir(cfg.output_dir or "results/checkpoints", where("output_dir"))
+
+
 def model_config(spec: str, source: str = "--model") -> dict | None:
     """The ``config.json`` of a model spec, read without loading the model; None for a Hub id that is
     not cached here (then it is left to transformers, which reports an offline or unknown id itself).

@@ -22,7 +22,7 @@ import numpy as np
 
 def naive_labels(a: list[int], b: list[int]) -> tuple[list[bool], list[bool]]:
     """Textbook O(n*m) Levenshtein DP with backtrace, one Python step per cell: the same semantics as
-    figa.edits.edit_labels (substitute/delete/insert), for the speed comparison."""
+    bench.edits.edit_labels (substitute/delete/insert), for the speed comparison."""
     n, m = len(a), len(b)
     d = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n + 1):
@@ -50,7 +50,7 @@ def naive_labels(a: list[int], b: list[int]) -> tuple[list[bool], list[bool]]:
 
 def bench_labels(tokenizer, n_pairs: int) -> dict:
     from bench.data import load
-    from figa.edits import edit_labels
+    from bench.edits import edit_labels
 
     pairs = [(tokenizer(t.initial)["input_ids"], tokenizer(t.revised)["input_ids"]) for t in load("expertqa")[:n_pairs]]
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from bench.config import TrainConfig
 from bench.registry import register
 from bench.training import OfflineRecipe, check_length, pad
 
-from .edits import response_labels
+from bench.edits import response_labels
 from .loss import figa_loss, token_ce
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from figa.edits import edit_labels, response_labels
+from bench.edits import edit_labels, response_labels
 
 
 def labels(a, b):

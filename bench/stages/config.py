@@ -1,0 +1,93 @@
+"""A run: which methods, on what model and data, with which shared budget, evaluated how (one YAML in ``runs/``).
+
+The stages read only this object and the files earlier stages wrote under ``results/runs/<run>/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import load_yaml
+from ..data.errors import DataError
+
+BASE = "base"
+# Methods that need a reward model trained first, and the recipe that trains it.
+REWARD_DEPENDENCIES = {"ppo": "reward-model", "fg-ppo": "token-reward-model"}
+
+
+@dataclass
+class RunConfig:
+    """One comparison: which methods, on what, with which shared budget, evaluated how."""
+
+    run: str = "smollm2-cpu"
+    model: str = "smollm2-135m-instruct"
+    data: str = "expertqa"
+    methods: list = field(default_factory=lambda: ["sft", "figa", "dpo", "ppo", "fg-ppo"])
+    budget: dict = field(default_factory=dict)  # TrainConfig options every method gets (steps, batch, length)
+    seeds: list = field(default_factory=lambda: [0])  # every method (and reward model) is trained once per seed
+    method_options: dict = field(default_factory=dict)  # per-method extra options, e.g. {"ppo": {"max_steps": 3}}
+    eval_set: str = "alpaca_eval"
+    eval_limit: int = 100
+    max_new_tokens: int = 256
+    generation_backend: str = "auto"
+    judge: str = "local-rm"
+    judge_options: dict = field(default_factory=dict)
+    # Judged beside the methods: a constant answer that must land in the bottom tier, and an eval set whose
+    # reference answers are known to beat this run's reference (e.g. GPT-4-turbo vs davinci-003), the top tier.
+    controls: dict = field(default_factory=lambda: {"null": "I don't know.", "positive": None})
+    suite: str = "figa"
+    suite_limit: float | None = 0.25  # documents per task, or a fraction of each task if < 1; None = all
+    suite_shots: dict = field(default_factory=dict)  # few-shot overrides per suite entry, e.g. {"figa_mmlu": 0}
+    suite_backend: str = "hf-prefix"
+    suite_all_seeds: bool = False  # False: the suite runs on each method's first seed only (it costs minutes each)
+    root: str = "results/runs"
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.root) / self.run
+
+    def checkpoint(self, method: str, seed: int | None = None) -> str:
+        """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
+        from ..models import resolve
+
+        return resolve(self.model) if method == BASE else str(self.path("checkpoints", method, seed))
+
+    def path(self, kind: str, name: str, seed: int | None = None) -> Path:
+        """``<run>/<kind>/<name>/seed-<seed>``; seedless things (base, controls) have no seed folder."""
+        where = self.dir / kind / name
+        return where if seed is None else where / f"seed-{seed}"
+
+    def policies(self) -> list[str]:
+        """The trained methods that answer the eval prompts (reward models do not)."""
+        return [m for m in self.methods if m not in REWARD_DEPENDENCIES.values()]
+
+    def controls_named(self) -> dict[str, str]:
+        """{policy name: control kind} for the controls this run judges."""
+        return {f"{kind}-control": kind for kind, value in self.controls.items() if value is not None}
+
+    def units(self) -> list[tuple[str, int | None]]:
+        """Everything judged: (name, seed) for base, every policy at every seed, and the controls."""
+        return ([(BASE, None)] + [(m, s) for m in self.policies() for s in self.seeds]
+                + [(c, None) for c in self.controls_named()])
+
+
+_TYPES = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict, "suite_shots": dict,
+          "seeds": list, "controls": dict}
+
+
+def load_run_config(path: str | Path | None, overrides: dict | None = None) -> RunConfig:
+    doc = {}
+    if path:
+        path = Path(path)
+        doc = load_yaml(path) or {}
+    doc.update(overrides or {})
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    for key, value in doc.items():
+        if key not in names:
+            raise DataError(path or "run config", None, key, f"unknown option (known: {', '.join(names)})")
+        want = _TYPES.get(key)
+        if want and not isinstance(value, want):
+            raise DataError(path or "run config", None, key, f"expected a {want.__name__}")
+    return RunConfig(**doc)

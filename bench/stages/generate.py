@@ -1,0 +1,75 @@
+"""The untrained model (``base``) and every trained policy at every seed answer the eval prompts; the controls'
+answers are written beside them (a constant answer; another eval set's reference answers)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from .config import BASE, RunConfig
+
+log = logging.getLogger("bench.run")
+
+NAME = "generate"
+DEPENDS = ("model", "methods", "seeds", "eval_set", "eval_limit", "max_new_tokens", "generation_backend", "controls")
+
+
+def output_dir(run: RunConfig, name: str, seed: int | None = None) -> Path:
+    return run.path("generations", name, seed)
+
+
+def reads(run: RunConfig) -> list[Path]:
+    return [Path(run.checkpoint(p, s)) / "bench_run.json" for p, s in run.units() if p != BASE and s is not None]
+
+
+def writes(run: RunConfig) -> list[Path]:
+    return [output_dir(run, p, s) / ("generations.jsonl" if p in ([BASE] + run.policies()) else "model_outputs.json")
+            for p, s in run.units()]
+
+
+def control_outputs(run: RunConfig, kind: str, prompts: list) -> list[str]:
+    """The null control answers every prompt with one constant text; the positive control answers with the
+    reference outputs of another eval set over the same instructions (matched by id)."""
+    from ..data import load
+
+    value = run.controls[kind]
+    if kind == "null":
+        return [str(value)] * len(prompts)
+    answers = {p.id: p.reference for p in load(value)}
+    missing = [p.id for p in prompts if not (answers.get(p.id) or "").strip()]
+    if missing:
+        from ..data import DataError
+
+        raise DataError(value, None, "reference", f"no answer for prompt id {missing[0]} of {run.eval_set} "
+                                                  f"({len(missing)} missing): it cannot be the positive control")
+    return [answers[p.id] for p in prompts]
+
+
+def write_control(run: RunConfig, name: str, kind: str, prompts: list) -> None:
+    """An AlpacaEval-format ``model_outputs.json`` (instruction, output, generator) for a control."""
+    from ..generation import instruction_text
+
+    rows = [{"instruction": instruction_text(p.prompt), "output": out, "generator": name, "dataset": run.eval_set,
+             "id": p.id, "prompt": p.prompt} for p, out in zip(prompts, control_outputs(run, kind, prompts))]
+    path = output_dir(run, name) / "model_outputs.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def run(run: RunConfig) -> None:
+    from ..data import load
+    from ..generation import Sampling, generate_eval
+
+    prompts = load(run.eval_set, limit=run.eval_limit)
+    for name, kind in run.controls_named().items():
+        write_control(run, name, kind, prompts)
+    for policy, seed in run.units():
+        if policy in run.controls_named():
+            continue
+        log.info("[generate] %s%s on %d %s prompts", policy, "" if seed is None else f" seed {seed}", len(prompts),
+                 run.eval_set)
+        generate_eval(run.checkpoint(policy, seed), prompts, output_dir(run, policy, seed), run.generation_backend,
+                      Sampling(max_new_tokens=run.max_new_tokens), generator=policy, dataset=run.eval_set)

@@ -1,0 +1,65 @@
+"""Judge every answer set (base, each policy at each seed, the controls) against the eval set's references,
+then turn the per-prompt verdicts into the run's verdicts (``bench.verdicts``): hierarchical intervals over
+seeds and prompts, every method-vs-method difference with Holm-corrected p-values, tiers, the controls' check.
+Judge calls are cached by content hash, so re-judging unchanged outputs costs nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .config import RunConfig
+from .generate import output_dir
+
+log = logging.getLogger("bench.run")
+
+NAME = "judge"
+DEPENDS = ("eval_set", "eval_limit", "judge", "judge_options", "seeds", "controls")
+
+
+def judged_path(run: RunConfig, name: str, seed: int | None = None) -> Path:
+    """``judged/<name>.json`` (seedless) or ``judged/<name>/seed-<s>.json``; the per-prompt table is the .csv."""
+    return run.path("judged", name, seed).with_suffix(".json")
+
+
+def verdicts_path(run: RunConfig) -> Path:
+    return run.dir / "judged" / "verdicts.json"
+
+
+def reads(run: RunConfig) -> list[Path]:
+    return [output_dir(run, p, s) for p, s in run.units()]
+
+
+def writes(run: RunConfig) -> list[Path]:
+    return [judged_path(run, p, s) for p, s in run.units()] + [verdicts_path(run)]
+
+
+def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
+    """{name: {seed: per-prompt frame}} from the judged files (seedless answer sets count as seed 0)."""
+    out: dict[str, dict[int, pd.DataFrame]] = {}
+    for name, seed in run.units():
+        path = judged_path(run, name, seed).with_suffix(".csv")
+        if path.exists():
+            out.setdefault(name, {})[seed or 0] = pd.read_csv(path, dtype={"id": str})
+    return out
+
+
+def run(run: RunConfig) -> None:
+    from ..judges import get
+    from ..judges.run import eval_set_side, judge_pair, outputs_side
+    from ..verdicts import verdicts
+
+    judge = get(run.judge, **run.judge_options)
+    reference = eval_set_side(run.eval_set, run.eval_limit)
+    for name, seed in run.units():
+        log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
+        summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
+        path = judged_path(run, name, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path.with_suffix(".csv"), index=False)
+        path.write_text(json.dumps(summary, indent=2))
+    result = verdicts(frames(run), controls={kind: name for name, kind in run.controls_named().items()})
+    verdicts_path(run).write_text(json.dumps(result, indent=2, default=float))

@@ -1,0 +1,116 @@
+"""The run document ``results.json`` (schema documented in ``leaderboard/build.py``) from the stages' files,
+then every installed reporter (entry-point group ``bench.reporters``; the static site is one) renders it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .config import BASE, RunConfig
+from .judge import judged_path, verdicts_path
+from .suite import summary_path
+from .suite import units as suite_units
+
+NAME = "report"
+DEPENDS = tuple(f.name for f in dataclasses.fields(RunConfig))
+SCHEMA = "bench.results/1"
+SUITE_METRICS = ["mmlu", "truthfulqa", "crows_pairs", "winogender", "figa_avg"]
+
+
+def reads(run: RunConfig) -> list[Path]:
+    return ([judged_path(run, p, s) for p, s in run.units()] + [verdicts_path(run)]
+            + [summary_path(run, p, s) for p, s in suite_units(run)]
+            + [Path(run.checkpoint(p, s)) for p, s in run.units() if p != BASE and s is not None])
+
+
+def writes(run: RunConfig) -> list[Path]:
+    return [run.dir / "results.json", run.dir / "site" / "index.html"]
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _train_summary(run: RunConfig, method: str, seed: int) -> dict | None:
+    ckpt = Path(run.checkpoint(method, seed))
+    info = _read(ckpt / "bench_run.json")
+    if info is None:
+        return None
+    curve, name = [], "loss"
+    for log_name, key in (("train_log.jsonl", "loss"), ("ppo_log.jsonl", "reward_mean")):
+        path = ckpt / log_name
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            curve = [[r.get("step", r.get("iteration", i)), r[key]] for i, r in enumerate(rows) if key in r]
+            name = key
+    return {"wall_s": info.get("train_seconds") or info.get("seconds") or 0.0,
+            "steps": info.get("config", {}).get("max_steps"), "curve": curve, "curve_name": name}
+
+
+def _winrate(j: dict | None) -> dict | None:
+    if not j:
+        return None
+    return {"win_rate": j["win_rate"], "ci": j["win_rate_ci95"], "lc_win_rate": j["lc_win_rate"],
+            "lc_ci": j["lc_win_rate_ci95"], "n": j["n"], "avg_length": j["avg_len_model"]}
+
+
+def _suite(s: dict | None) -> dict | None:
+    if not s:
+        return None
+    figa = s["figa"]
+    out = {k: {"value": figa["scores"].get(k), "stderr": figa.get("stderr", {}).get(k)} for k in SUITE_METRICS[:-1]}
+    out["figa_avg"] = {"value": figa["avg"] if figa["avg"] is not None else figa["partial_avg"],
+                       "stderr": None, "partial": figa["avg"] is None}
+    return out
+
+
+def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -> dict:
+    """One method's row: its first seed's checkpoint, training and suite; win rates over all its seeds."""
+    first = seeds[0]
+    agg = (verdicts.get("methods") or {}).get(name)
+    winrate = _winrate(_read(judged_path(run, name, first)))
+    if agg:
+        winrate = {"win_rate": agg["win_rate"], "ci": agg["win_rate_ci95"], "lc_win_rate": agg["lc_win_rate"],
+                   "lc_ci": agg["lc_win_rate_ci95"], "n": agg["n_prompts"], "seeds": agg["n_seeds"],
+                   "avg_length": (winrate or {}).get("avg_length")}
+    vs = next((p for p in verdicts.get("pairs", []) if p["a"] == name and p["b"] == BASE), None)
+    return {"checkpoint": run.checkpoint(name, first) if name not in run.controls_named() else None,
+            "seeds": [s for s in seeds if s is not None],
+            "train": _train_summary(run, name, first) if first is not None else None,
+            "winrate": winrate,
+            "vs_base": {"diff": vs["win_rate_diff"], "ci": vs["win_rate_diff_ci95"]} if vs else None,
+            "suite": _suite(_read(summary_path(run, name, first))) if name not in run.controls_named() else None}
+
+
+def document(run: RunConfig) -> dict:
+    from ..judges import card
+
+    verdicts = _read(verdicts_path(run)) or {}
+    seeds: dict[str, list] = {}
+    for name, seed in run.units():
+        seeds.setdefault(name, []).append(seed)
+    methods = {name: _entry(run, name, s, verdicts) for name, s in seeds.items()}
+    any_suite = any(m["suite"] for m in methods.values())
+    return {"schema": SCHEMA, "run": run.run, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": run.model,
+            "data": run.data, "budget": {"budget": run.budget, "method_options": run.method_options,
+                                         "config": dataclasses.asdict(run)},
+            "eval_set": run.eval_set, "reference": f"{run.eval_set} reference outputs",
+            "judge": {"name": run.judge, "card": card(run.judge)}, "suite": SUITE_METRICS if any_suite else [],
+            "methods": methods, "verdicts": verdicts, "controls": run.controls_named()}
+
+
+def reporters() -> dict:
+    """Installed renderers of results documents: ``name -> callable(results_dir, out_dir) -> Path``."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group="bench.reporters")}
+
+
+def run(run: RunConfig) -> Path:
+    path = run.dir / "results.json"
+    path.write_text(json.dumps(document(run), indent=2, default=str))
+    for name, ep in sorted(reporters().items()):
+        ep.load()(run.dir, run.dir / name)
+    return path

@@ -1,0 +1,60 @@
+"""Train every method from the same model on the same data and budget, once per seed; reward models (also
+once per seed) before the PPO methods that need them. Each recipe resumes from its last checkpoint and skips a
+finished run with the same config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .config import REWARD_DEPENDENCIES, RunConfig
+
+log = logging.getLogger("bench.run")
+
+NAME = "train"
+DEPENDS = ("model", "data", "methods", "budget", "method_options", "seeds")
+
+
+def order(run: RunConfig) -> list[str]:
+    """The methods, each reward model placed before the PPO method that needs it."""
+    out = []
+    for m in run.methods:
+        dep = REWARD_DEPENDENCIES.get(m)
+        if dep and dep not in out:
+            out.append(dep)
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def recipe_config(run: RunConfig, method: str, seed: int = 0):
+    """The recipe class and its config: recipe YAML < the run's model/data/output/seed < budget < method options
+    (the seed is the run's, whatever the budget says)."""
+    from .. import registry
+    from ..config import build_config
+
+    spec, cls = registry.get(method)
+    where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
+    if method in REWARD_DEPENDENCIES:
+        where["reward_model"] = run.checkpoint(REWARD_DEPENDENCIES[method], seed)
+    layers = [(str(spec.yaml_path), spec.defaults), ("run", where), ("run budget", run.budget),
+              (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
+    return cls, build_config(cls.Config, layers)
+
+
+def reads(run: RunConfig) -> list[Path]:
+    return []
+
+
+def writes(run: RunConfig) -> list[Path]:
+    return [Path(run.checkpoint(m, s)) / "bench_run.json" for s in run.seeds for m in order(run)]
+
+
+def run(run: RunConfig) -> dict[tuple[str, int], Path]:
+    out = {}
+    for seed in run.seeds:
+        for method in order(run):
+            cls, cfg = recipe_config(run, method, seed)
+            log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
+            out[method, seed] = cls().run(cfg)
+    return out
