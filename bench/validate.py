@@ -263,3 +263,82 @@ def check_output_dir(path: str | Path, source: str) -> Path:
         raise DataError(source, None, None, f"'{path}' is not writable ({e.strerror} in '{probe}'); "
                                             "choose another directory") from None
     return p
+
+
+GENERATION_BACKENDS = ("auto", "vllm", "hf")
+SUITE_BACKENDS = ("hf-prefix", "hf", "vllm", "endpoint")
+
+
+def check_run_config(run, sources: dict[str, str] | None = None) -> None:
+    """Every field of a run config (``bench.stages.config.RunConfig``), before the first stage starts.
+
+    ``sources`` maps a field to where its value came from (the run YAML or ``--set``). Cheap: recipe and
+    judge names are checked against their YAML specs, the model by its config.json; the recipes' own
+    option ranges are checked by the train stage before it trains anything (that needs their code)."""
+    from .data.sets import DATASETS
+    from .judges import judges
+    from .registry import recipes
+
+    def where(key):
+        return (sources or {}).get(key, "run config")
+
+    def need(key, ok: bool, accepted: str):
+        if not ok:
+            raise bad(where(key), key, getattr(run, key), accepted)
+
+    check_name(run.run, "run", where("run"))
+    check_output_dir(run.root, f"{where('root')}: root")
+    context = check_model(run.model, f"{where('model')}: model")
+    check_data_spec(run.data, f"{where('data')}: data")
+    known = recipes()
+    need("methods", isinstance(run.methods, list) and len(run.methods) > 0, "a non-empty list of methods")
+    for m in run.methods:
+        if m not in known:
+            raise bad(where("methods"), "methods", m, "a recipe name: " + ", ".join(sorted(known)))
+    need("methods", len(set(run.methods)) == len(run.methods), "each method once")
+    need("seeds", isinstance(run.seeds, list) and run.seeds and all(_int(s) and s >= 0 for s in run.seeds)
+         and len(set(run.seeds)) == len(run.seeds), "a non-empty list of distinct integers >= 0")
+    for key in ("budget", "method_options", "judge_options", "suite_shots", "controls"):
+        need(key, isinstance(getattr(run, key), dict), "a mapping")
+    for m, opts in run.method_options.items():
+        if m not in known:
+            raise bad(where("method_options"), "method_options", m, "a recipe name: " + ", ".join(sorted(known)))
+        if not isinstance(opts, dict):
+            raise bad(where("method_options"), f"method_options.{m}", opts, "a mapping of options")
+    evals = [n for n, d in DATASETS.items() if d.kind in ("eval", "sft")]
+    need("eval_set", isinstance(run.eval_set, str) and (run.eval_set in evals or Path(run.eval_set.split("?")[0]).is_file()),
+         "an eval set (" + ", ".join(evals) + ") or a prompts file")
+    need("eval_limit", run.eval_limit is None or _int(run.eval_limit) and run.eval_limit >= 1,
+         "an integer >= 1 (or null for every prompt)")
+    need("max_new_tokens", _int(run.max_new_tokens) and 1 <= run.max_new_tokens <= (context or 10**9),
+         f"an integer from 1 to {context or 'the model context'}")
+    need("generation_backend", run.generation_backend in GENERATION_BACKENDS, "one of " + ", ".join(GENERATION_BACKENDS))
+    judge_specs = judges()
+    need("judge", run.judge in judge_specs, "a judge: " + ", ".join(sorted(judge_specs)))
+    unknown = set(run.judge_options) - set(judge_specs[run.judge].defaults)
+    if unknown:
+        raise bad(where("judge_options"), "judge_options", sorted(unknown)[0],
+                  f"an option of judge {run.judge}: " + ", ".join(sorted(judge_specs[run.judge].defaults)))
+    for kind, value in run.controls.items():
+        if kind not in ("null", "positive"):
+            raise bad(where("controls"), "controls", kind, "'null' and/or 'positive'")
+        if kind == "null" and value is not None and not isinstance(value, str):
+            raise bad(where("controls"), "controls.null", value, "a constant answer text (or null)")
+        if kind == "positive" and value is not None and value not in evals:
+            raise bad(where("controls"), "controls.positive", value, "an eval set with reference answers: " + ", ".join(evals))
+    need("suite", isinstance(run.suite, str) and bool(run.suite.strip(", ")), "a suite name, task names or a task path")
+    need("suite_limit", run.suite_limit is None or _num(run.suite_limit) and (0 < run.suite_limit < 1 or
+         float(run.suite_limit).is_integer() and run.suite_limit >= 1),
+         "a fraction between 0 and 1, a whole number of documents >= 1, or null for all")
+    for task, n in run.suite_shots.items():
+        if not _int(n) or n < 0:
+            raise bad(where("suite_shots"), f"suite_shots.{task}", n, "an integer >= 0")
+    need("suite_backend", run.suite_backend in SUITE_BACKENDS[:3], "one of " + ", ".join(SUITE_BACKENDS[:3]))
+    need("suite_all_seeds", isinstance(run.suite_all_seeds, bool), "true or false")
+
+
+def check_recipe_configs(configs: list[tuple[str, object, list]], model: str) -> None:
+    """The train stage's check of every (method, config, layers) before the first method trains."""
+    context = check_model(model, "run config: model")
+    for method, cfg, layers in configs:
+        check_config(cfg, layers, context)

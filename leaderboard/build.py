@@ -24,6 +24,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from bench.atomic import atomic_write_text
+
 SCHEMA = "bench.results/1"
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -98,5 +100,5 @@ def build(results_root: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render(runs))
+    atomic_write_text(page, render(runs))  # bench/atomic.py
     return page

@@ -82,12 +82,19 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     if path:
         path = Path(path)
         doc = load_yaml(path) or {}
+        if not isinstance(doc, dict):
+            raise DataError(path, None, None, "expected a mapping of run options")
+    sources = {key: str(path) for key in doc} | {key: "--set" for key in overrides or {}}
     doc.update(overrides or {})
     names = {f.name for f in dataclasses.fields(RunConfig)}
     for key, value in doc.items():
         if key not in names:
-            raise DataError(path or "run config", None, key, f"unknown option (known: {', '.join(names)})")
+            raise DataError(sources.get(key, "run config"), None, key, f"unknown option (known: {', '.join(names)})")
         want = _TYPES.get(key)
         if want and not isinstance(value, want):
-            raise DataError(path or "run config", None, key, f"expected a {want.__name__}")
-    return RunConfig(**doc)
+            raise DataError(sources.get(key, "run config"), None, key, f"expected a {want.__name__}")
+    run = RunConfig(**doc)
+    from ..validate import check_run_config
+
+    check_run_config(run, sources)  # every field, before the first stage
+    return run

@@ -5,7 +5,6 @@ Judge calls are cached by content hash, so re-judging unchanged outputs costs no
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -50,6 +49,7 @@ def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
 def run(run: RunConfig) -> None:
     from ..judges import get
     from ..judges.run import eval_set_side, judge_pair, outputs_side
+    from ..atomic import atomic_to_csv, atomic_write_json
     from ..verdicts import verdicts
 
     judge = get(run.judge, **run.judge_options)
@@ -58,8 +58,7 @@ def run(run: RunConfig) -> None:
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
         path = judged_path(run, name, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path.with_suffix(".csv"), index=False)
-        path.write_text(json.dumps(summary, indent=2))
+        atomic_to_csv(frame, path.with_suffix(".csv"), index=False)
+        atomic_write_json(path, summary)
     result = verdicts(frames(run), controls={kind: name for name, kind in run.controls_named().items()})
-    verdicts_path(run).write_text(json.dumps(result, indent=2, default=float))
+    atomic_write_json(verdicts_path(run), result, default=float)

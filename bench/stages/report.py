@@ -109,8 +109,10 @@ def reporters() -> dict:
 
 
 def run(run: RunConfig) -> Path:
+    from ..atomic import atomic_write_json
+
     path = run.dir / "results.json"
-    path.write_text(json.dumps(document(run), indent=2, default=str))
+    atomic_write_json(path, document(run), default=str)
     for name, ep in sorted(reporters().items()):
         ep.load()(run.dir, run.dir / name)
     return path
