@@ -265,6 +265,15 @@ def check_output_dir(path: str | Path, source: str) -> Path:
     return p
 
 
+def _judges() -> dict:
+    """``bench.judges.judges()`` without importing the judges package (it imports pandas)."""
+    from .registry import Registry
+
+    here = Path(__file__).resolve().parent / "judges"
+    specs = [Registry("judge").read_spec(p) for p in sorted(here.glob("*.yaml")) if not p.name.endswith(".card.yaml")]
+    return {spec.name: spec for spec in specs}
+
+
 GENERATION_BACKENDS = ("auto", "vllm", "hf")
 SUITE_BACKENDS = ("hf-prefix", "hf", "vllm", "endpoint")
 
@@ -276,7 +285,6 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     judge names are checked against their YAML specs, the model by its config.json; the recipes' own
     option ranges are checked by the train stage before it trains anything (that needs their code)."""
     from .data.sets import DATASETS
-    from .judges import judges
     from .registry import recipes
 
     def where(key):
@@ -313,7 +321,7 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("max_new_tokens", _int(run.max_new_tokens) and 1 <= run.max_new_tokens <= (context or 10**9),
          f"an integer from 1 to {context or 'the model context'}")
     need("generation_backend", run.generation_backend in GENERATION_BACKENDS, "one of " + ", ".join(GENERATION_BACKENDS))
-    judge_specs = judges()
+    judge_specs = _judges()
     need("judge", run.judge in judge_specs, "a judge: " + ", ".join(sorted(judge_specs)))
     unknown = set(run.judge_options) - set(judge_specs[run.judge].defaults)
     if unknown:

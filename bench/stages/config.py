@@ -50,9 +50,11 @@ class RunConfig:
 
     def checkpoint(self, method: str, seed: int | None = None) -> str:
         """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
-        from ..models import resolve
+        if method != BASE:
+            return str(self.path("checkpoints", method, seed))
+        from ..models import resolve  # imports torch: only when the base model is asked for
 
-        return resolve(self.model) if method == BASE else str(self.path("checkpoints", method, seed))
+        return resolve(self.model)
 
     def path(self, kind: str, name: str, seed: int | None = None) -> Path:
         """``<run>/<kind>/<name>/seed-<seed>``; seedless things (base, controls) have no seed folder."""

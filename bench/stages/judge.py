@@ -8,10 +8,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .generate import output_dir
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: a no-op re-run should not pay for it
 
 log = logging.getLogger("bench.run")
 
@@ -38,6 +41,8 @@ def writes(run: RunConfig) -> list[Path]:
 
 def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
     """{name: {seed: per-prompt frame}} from the judged files (seedless answer sets count as seed 0)."""
+    import pandas as pd
+
     out: dict[str, dict[int, pd.DataFrame]] = {}
     for name, seed in run.units():
         path = judged_path(run, name, seed).with_suffix(".csv")
