@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from bench import chat, data, models, ppo_core, rewards
+from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
 from bench.registry import register
 from bench.training import already_trained, apply_lora, fingerprint, output_dir
@@ -325,11 +326,11 @@ class Ppo:
             if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
                 self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)
-        (out / "bench_run.json").write_text(json.dumps({
+        atomic_write_json(out / "bench_run.json", {  # bench/atomic.py
             "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),
             "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
             "iterations": iterations, "train_seconds": time.perf_counter() - t0,
-        }, indent=2, default=str))
+        }, default=str)
         return out
 
     def checkpoint(self, out: Path, policy, optimizer, scheduler, kl, iteration: int) -> None:

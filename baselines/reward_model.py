@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import chat, data, models
+from bench.atomic import atomic_write_json
 from bench.config import TrainConfig
 from bench.registry import register
 from bench.training import OfflineRecipe, check_length, pad, train
@@ -128,7 +129,7 @@ def save_reward_model(model, tokenizer, out: Path, kind: str, base_model: str) -
     meta_path = out / META
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.update(kind=kind, chat_template_hash=chat.template_hash(tokenizer), base_model=base_model)
-    meta_path.write_text(json.dumps(meta, indent=2))
+    atomic_write_json(meta_path, meta)  # bench/atomic.py
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -219,7 +220,7 @@ class PairwiseRewardRecipe(OfflineRecipe):
         meta = json.loads((out / META).read_text())
         if meta.get("heldout", {}).get("config") != _eval_key(cfg):
             meta.update(self.evaluate(out, cfg))
-            (out / META).write_text(json.dumps(meta, indent=2))
+            atomic_write_json(out / META, meta)
         log.info("%s held-out: %s", self.name, {k: v for k, v in meta["heldout"].items() if k != "config"})
         return out
 

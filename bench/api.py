@@ -22,7 +22,11 @@ def train_config(recipe: str, config: str | Path | None = None, overrides: dict 
     spec, cls = registry.get(recipe)
     layers = [(str(config), read_yaml(config))] if config else []
     layers += [("--set", overrides or {}), ("command line", {k: v for k, v in flags.items() if v is not None})]
-    return cls, recipe_config(cls, spec, layers)
+    cfg = recipe_config(cls, spec, layers)
+    from .validate import check_train_config
+
+    check_train_config(cfg, layers)  # ranges, model, data, output dir: before any model loads
+    return cls, cfg
 
 
 def train(recipe: str, config: str | Path | None = None, **options) -> Path:

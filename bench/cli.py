@@ -18,28 +18,59 @@ data_app = typer.Typer(help="Datasets: the data kit, the Hub, your own files.", 
 app.add_typer(recipes_app, name="recipes")
 app.add_typer(data_app, name="data")
 console = Console()
+VERBOSE = False  # -v: debug logging, and a traceback behind every error
+RESUME_HINT = "interrupted; run the same command again to resume from where it stopped"
 
 
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False):
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging, tracebacks on errors")] = False):
+    global VERBOSE
+    VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
 
 
+def user_error_message(e: BaseException) -> str | None:
+    """The one sentence for a user's mistake, or None for anything that is a bug in bench."""
+    import errno
+
+    from .data import DataError
+
+    if isinstance(e, DataError) or getattr(e, "user_error", False):  # plugins (the leaderboard) flag theirs
+        return str(e)
+    if isinstance(e, KeyError):
+        return str(e.args[0]) if e.args else "unknown key"
+    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOENT,
+                                              errno.ENOTDIR, errno.EISDIR, errno.EADDRINUSE):
+        where = f" '{e.filename}'" if e.filename else ""
+        return f"{e.strerror or e}{where}"
+    return None
+
+
 def fail_cleanly(fn):
-    """Bad input ends with one red line naming file, line and field: never a deep traceback."""
+    """Bad input ends with one red line naming file, line and field: never a deep traceback (unless -v).
+
+    A genuine bug keeps its traceback, with one line asking for a report; Ctrl-C says how to resume."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from leaderboard.schema import ResultsError
-
-        from .data import DataError
-
         try:
             return fn(*args, **kwargs)
-        except (DataError, ResultsError, KeyError) as e:
-            console.print(f"[bold red]error:[/] {e.args[0] if isinstance(e, KeyError) else e}")
+        except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            console.print(f"[bold yellow]{RESUME_HINT}[/]", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception as e:
+            message = user_error_message(e)
+            if message is None:
+                console.print("[bold red]bug:[/] this is a bug in bench; please report it with the command and "
+                              "the traceback below", highlight=False)
+                raise
+            if VERBOSE:
+                console.print_exception()
+            console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -90,7 +121,11 @@ def train(
     """Train a recipe and write an ordinary Hugging Face checkpoint. Re-running resumes."""
     from .api import train_config
     from .config import parse_overrides, to_dict
+    from .validate import check_option, int_at_least
 
+    for option, value, rule in (("--max-steps", max_steps, int_at_least(1)), ("--limit", limit, int_at_least(1)),
+                                ("--lora-r", lora_r, int_at_least(0)), ("--seed", seed, int_at_least(0))):
+        check_option(option, value, rule)
     cls, cfg = train_config(recipe, config, parse_overrides(set_ or []), model=model, data=data, output_dir=output_dir,
                             max_steps=max_steps, limit=limit, lora_r=lora_r, seed=seed, skip_invalid=skip_invalid or None)
     console.print_json(data=to_dict(cfg))

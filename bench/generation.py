@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .atomic import atomic_write_json
 from .cache import content_key
 from .chat import render_prompt, template_hash
 from .data import DataError, EvalPrompt
@@ -267,12 +268,12 @@ def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, ba
     if len(done) != len(rows):  # rows left from other settings: rewrite so the file matches this run exactly
         _write_rows(jsonl, rows)
     alpaca = [dict(instruction=r["instruction"], output=r["output"], generator=r["generator"], dataset=r["dataset"]) for r in rows]
-    (out / "model_outputs.json").write_text(json.dumps(alpaca, indent=2, ensure_ascii=False))
+    atomic_write_json(out / "model_outputs.json", alpaca, ensure_ascii=False)  # bench/atomic.py
     meta = dict(model=model_dir, generator=generator, dataset=dataset, n=len(rows), sampling=asdict(sampling),
                 backend=name, backend_version=version or (rows[0]["backend_version"] if rows else None),
                 template_hash=template_hash(tokenizer), generated_now=len(todo), new_tokens=new_tokens,
                 seconds=round(elapsed, 2), tokens_per_s=round(new_tokens / elapsed, 2) if todo and elapsed else None)
-    (out / "generation_meta.json").write_text(json.dumps(meta, indent=2))
+    atomic_write_json(out / "generation_meta.json", meta)
     return out
 
 

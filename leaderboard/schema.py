@@ -15,7 +15,10 @@ OLD_SCHEMAS = {"bench.results/1": "it predates verdicts (tiers, method-vs-method
 
 
 class ResultsError(ValueError):
-    """A results document the site cannot show: names the file and the field."""
+    """A results document the site cannot show: names the file and the field. A user's mistake, not a bug
+    (``user_error``: how a caller such as ``bench leaderboard`` tells them apart without importing this)."""
+
+    user_error = True
 
     def __init__(self, path, field: str | None, problem: str):
         self.path, self.field, self.problem = str(path), field, problem

@@ -107,3 +107,22 @@ def test_split_is_deterministic_and_order_independent():
     assert not {r.source_id for r in train} & {r.source_id for r in val}
     _, other = train_val_split(records, 0.1, seed=4)
     assert {r.source_id for r in other} != {r.source_id for r in val}
+
+
+@pytest.mark.parametrize("row,kind", [
+    ({"prompt": "Fix this.", "initial": "teh", "revised": "the"}, RevisionTriple),
+    ({"prompt": "Pick one.", "chosen": "Good.", "rejected": "Bad."}, PreferencePair),
+    ({"instruction": "Say hi.", "output": "Hi!"}, EvalPrompt),
+])
+def test_plain_path_with_canonical_field_names_needs_no_mapping(tmp_path, row, kind):
+    records = load(str(write_jsonl(tmp_path / "plain.jsonl", [row, row])))
+    assert len(records) == 2 and isinstance(records[0], kind)
+    if kind is EvalPrompt:
+        assert records[0].reference == "Hi!"
+
+
+def test_non_utf8_file_names_the_line(tmp_path):
+    f = tmp_path / "latin1.jsonl"
+    f.write_bytes(b"".join([json.dumps(GOOD).encode() + b"\n"] * 3 + ['{"q": "caf\xe9", "a": "x", "b": "y"}\n'.encode("latin-1")]))
+    with pytest.raises(DataError, match=r"latin1.jsonl, line 4: not UTF-8"):
+        load(spec(f))

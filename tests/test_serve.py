@@ -1,7 +1,8 @@
 """``bench serve`` on the tiny model: a chat completion on 127.0.0.1, the LLM judge against it, clean Ctrl-C.
 
 One server for the module (each start costs ~50 s on CPU); the tests run in file order and the last one
-stops it.
+stops it. The first tests need no vLLM: a port already taken, and readiness that only our own server can
+satisfy (a plain socket or a small HTTP server stands in for the other server on the port).
 """
 
 from __future__ import annotations
@@ -16,7 +17,77 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.vllm
+from bench.serve import ServerError
+
+vllm = pytest.mark.vllm
+
+
+def test_port_in_use_is_refused_at_once_naming_port_and_option(tiny_model_dir):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    with socket.socket() as other:  # the server that already holds the port
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        t0 = time.time()
+        result = CliRunner().invoke(app, ["serve", tiny_model_dir, "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    assert f"port {port}" in result.output and "--port" in result.output and "already in use" in result.output
+    assert "serving" not in result.output and "Traceback" not in result.output
+    assert time.time() - t0 < 30  # no engine was started (a start takes ~50 s)
+
+
+class _Models:
+    """A stand-in OpenAI-compatible server on a port, listing other model names."""
+
+    def __init__(self, names):
+        import http.server
+        import json
+
+        body = json.dumps({"object": "list", "data": [{"id": n, "object": "model"} for n in names]}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body if self.path.endswith("/models") else b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_readiness_is_checked_against_our_own_server(tmp_path):
+    """A healthy server that serves another model is not ours; our process dying ends the wait at once."""
+    from bench.serve import wait_ready
+
+    other = _Models(["someone-elses-model"])
+    ours = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(ServerError, match="someone-elses-model"):
+            wait_ready(ours, other.url, "tiny", None, timeout=2, log_path=tmp_path / "log")
+        ours.kill()
+        ours.wait()
+        t0 = time.time()
+        with pytest.raises(ServerError, match="exited"):
+            wait_ready(ours, other.url, "tiny", None, timeout=60, log_path=tmp_path / "log")
+        assert time.time() - t0 < 10
+        wait_ready(subprocess.Popen(["sleep", "5"]), _Models(["tiny"]).url, "tiny", None, timeout=10, log_path=tmp_path / "log")
+    finally:
+        ours.kill()
+        other.close()
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +111,7 @@ def server(tiny_model_dir, tmp_path_factory):
         proc.wait(60)
 
 
+@vllm
 def test_serve_answers_a_chat_completion_on_localhost(server):
     from openai import OpenAI
 
@@ -51,6 +123,7 @@ def test_serve_answers_a_chat_completion_on_localhost(server):
     assert reply.choices[0].message.content and reply.usage.completion_tokens <= 8
 
 
+@vllm
 def test_llm_judge_against_the_served_model(server, tmp_path):
     """Mechanics on a real endpoint: two orders per pair, answers constrained to alpaca_eval's labels so the
     chatgpt annotator's parser reads every one, per-order verdicts combined, and a re-run served from cache."""
@@ -75,6 +148,7 @@ def test_llm_judge_against_the_served_model(server, tmp_path):
         [v.preference for v in verdicts]
 
 
+@vllm
 def test_suite_endpoint_backend_scores_like_hf(server, tiny_model_dir, tmp_path):
     """``bench suite --backend URL`` against ``bench serve``: the server scores the same token ids as lm-eval's
     hf model in-process (prompt log-probabilities via echo), so the metrics agree up to float rounding."""
@@ -96,6 +170,7 @@ def test_suite_endpoint_backend_scores_like_hf(server, tiny_model_dir, tmp_path)
         assert results["endpoint"][task] == pytest.approx(metrics, abs=1e-3), task
 
 
+@vllm
 def test_serve_stops_cleanly_on_ctrl_c(server):
     from bench.serve import _healthy
 

@@ -54,8 +54,43 @@ def read_rows(path: str | Path) -> Iterator[Row]:
                     yield reader.line_num, row
             else:
                 raise DataError(path, None, None, "unknown format (expected .jsonl, .json, .csv, .tsv, optionally .gz)")
-    except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(path, None, None, f"cannot read file: {e}") from None
+    except UnicodeDecodeError as e:
+        line = _undecodable_line(path)
+        raise DataError(path, line, None, f"not UTF-8 text ({e.reason} at byte 0x{e.object[e.start]:02x}); "
+                                          "save the file as UTF-8") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(path, None, None, f"cannot read file: {e.strerror or e}") from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """The 1-based number of the first line that is not valid UTF-8 (text files decode in blocks, so the
+    decoder's own position does not say which line it was)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+    return None
+
+
+# Field names a plain file may already use, so it needs no ``?prompt=..`` mapping; first match wins.
+CANONICAL = [
+    ({"prompt", "initial", "revised"}, {"prompt": "prompt", "initial": "initial", "revised": "revised"}),
+    ({"prompt", "chosen", "rejected"}, {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected"}),
+    ({"instruction", "output"}, {"prompt": "instruction", "reference": "output"}),
+    ({"prompt", "reference"}, {"prompt": "prompt", "reference": "reference"}),
+    ({"prompt"}, {"prompt": "prompt"}),
+]
+
+
+def canonical_mapping(path: str | Path) -> dict[str, str]:
+    """The field mapping of a file whose first row already has canonical names; {} when it has none."""
+    for _, row in read_rows(path):
+        keys = set(row)
+        return next((dict(mapping) for fields, mapping in CANONICAL if fields <= keys), {})
+    return {}
 
 
 def text_field(row: dict, name: str, path, line: int | None) -> str:

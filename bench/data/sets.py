@@ -283,6 +283,10 @@ def load(spec: str, kind: str | None = None, skip_invalid: bool = False, limit: 
     else:
         path, _, query = spec.partition("?")
         mapping = dict(parse_qsl(query))
+        if not mapping and Path(path).is_file():  # canonical field names need no mapping
+            from .readers import canonical_mapping
+
+            mapping = canonical_mapping(path)
         if not mapping:
             known = ", ".join(DATASETS)
             raise DataError(path, None, None, f"unknown data spec '{spec}': use one of {known}, NAME:PATH, or PATH?prompt=..&initial=..&revised=..")

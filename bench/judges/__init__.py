@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import atomic_write_text
 from ..registry import PluginSpec, Registry
 from .base import Judge, Judgement, ScorerJudge, judged_frame
 
@@ -52,5 +53,5 @@ def card(name: str) -> dict | None:
 
 def write_card(name: str, data: dict, path: Path | None = None) -> Path:
     path = path or card_path(name)
-    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110))  # bench/atomic.py
     return path

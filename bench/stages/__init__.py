@@ -67,21 +67,29 @@ def is_current(stage, run: RunConfig) -> bool:
 
 def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False) -> Path:
     """Run the stages in order (all by default); each reads the previous stages' files only."""
+    from ..atomic import atomic_write_json, atomic_write_text
+    from ..runlock import run_lock
+
     stages = stages or list(STAGES)
-    run.dir.mkdir(parents=True, exist_ok=True)
-    (run.dir / "run_config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(run), sort_keys=False))
-    for name in stages:
-        stage = STAGES[name]
-        if not force and is_current(stage, run):
-            log.info("[%s] up to date: nothing to do", name)
-            continue
-        t0 = time.perf_counter()
-        stage.run(run)
-        seconds = round(time.perf_counter() - t0, 1)
-        stamp = {"fingerprint": fingerprint(stage, run), "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        _stamp_path(run, name).parent.mkdir(parents=True, exist_ok=True)
-        _stamp_path(run, name).write_text(json.dumps(stamp, indent=2))
-        log.info("[%s] done in %.0f s", name, seconds)
+    with run_lock(run.dir, run.run):  # one bench run per run directory
+        config = yaml.safe_dump(dataclasses.asdict(run), sort_keys=False)
+        if not (run.dir / "run_config.yaml").exists() or (run.dir / "run_config.yaml").read_text() != config:
+            atomic_write_text(run.dir / "run_config.yaml", config)
+        worked = []
+        for name in stages:
+            stage = STAGES[name]
+            if not force and is_current(stage, run):
+                log.info("[%s] up to date: nothing to do", name)
+                continue
+            t0 = time.perf_counter()
+            stage.run(run)
+            seconds = round(time.perf_counter() - t0, 1)
+            stamp = {"fingerprint": fingerprint(stage, run), "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write_json(_stamp_path(run, name), stamp)  # only real work replaces a stage's time
+            worked.append(name)
+            log.info("[%s] done in %.0f s", name, seconds)
+        if not worked:
+            log.info("run %s: every stage is up to date; nothing needed doing", run.run)
     return run.dir / "site" / "index.html"
 
 

@@ -50,9 +50,11 @@ class RunConfig:
 
     def checkpoint(self, method: str, seed: int | None = None) -> str:
         """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
-        from ..models import resolve
+        if method != BASE:
+            return str(self.path("checkpoints", method, seed))
+        from ..models import resolve  # imports torch: only when the base model is asked for
 
-        return resolve(self.model) if method == BASE else str(self.path("checkpoints", method, seed))
+        return resolve(self.model)
 
     def path(self, kind: str, name: str, seed: int | None = None) -> Path:
         """``<run>/<kind>/<name>/seed-<seed>``; seedless things (base, controls) have no seed folder."""
@@ -82,12 +84,19 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     if path:
         path = Path(path)
         doc = load_yaml(path) or {}
+        if not isinstance(doc, dict):
+            raise DataError(path, None, None, "expected a mapping of run options")
+    sources = {key: str(path) for key in doc} | {key: "--set" for key in overrides or {}}
     doc.update(overrides or {})
     names = {f.name for f in dataclasses.fields(RunConfig)}
     for key, value in doc.items():
         if key not in names:
-            raise DataError(path or "run config", None, key, f"unknown option (known: {', '.join(names)})")
+            raise DataError(sources.get(key, "run config"), None, key, f"unknown option (known: {', '.join(names)})")
         want = _TYPES.get(key)
         if want and not isinstance(value, want):
-            raise DataError(path or "run config", None, key, f"expected a {want.__name__}")
-    return RunConfig(**doc)
+            raise DataError(sources.get(key, "run config"), None, key, f"expected a {want.__name__}")
+    run = RunConfig(**doc)
+    from ..validate import check_run_config
+
+    check_run_config(run, sources)  # every field, before the first stage
+    return run

@@ -3,7 +3,6 @@ answers are written beside them (a constant answer; another eval set's reference
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -52,11 +51,9 @@ def write_control(run: RunConfig, name: str, kind: str, prompts: list) -> None:
 
     rows = [{"instruction": instruction_text(p.prompt), "output": out, "generator": name, "dataset": run.eval_set,
              "id": p.id, "prompt": p.prompt} for p, out in zip(prompts, control_outputs(run, kind, prompts))]
-    path = output_dir(run, name) / "model_outputs.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
-    tmp.replace(path)
+    from ..atomic import atomic_write_json
+
+    atomic_write_json(output_dir(run, name) / "model_outputs.json", rows, indent=1, ensure_ascii=False)
 
 
 def run(run: RunConfig) -> None:

@@ -5,14 +5,16 @@ Judge calls are cached by content hash, so re-judging unchanged outputs costs no
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .config import RunConfig
 from .generate import output_dir
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where used: a no-op re-run should not pay for it
 
 log = logging.getLogger("bench.run")
 
@@ -39,6 +41,8 @@ def writes(run: RunConfig) -> list[Path]:
 
 def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
     """{name: {seed: per-prompt frame}} from the judged files (seedless answer sets count as seed 0)."""
+    import pandas as pd
+
     out: dict[str, dict[int, pd.DataFrame]] = {}
     for name, seed in run.units():
         path = judged_path(run, name, seed).with_suffix(".csv")
@@ -50,6 +54,7 @@ def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
 def run(run: RunConfig) -> None:
     from ..judges import get
     from ..judges.run import eval_set_side, judge_pair, outputs_side
+    from ..atomic import atomic_to_csv, atomic_write_json
     from ..verdicts import verdicts
 
     judge = get(run.judge, **run.judge_options)
@@ -58,8 +63,7 @@ def run(run: RunConfig) -> None:
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
         path = judged_path(run, name, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(path.with_suffix(".csv"), index=False)
-        path.write_text(json.dumps(summary, indent=2))
+        atomic_to_csv(frame, path.with_suffix(".csv"), index=False)
+        atomic_write_json(path, summary)
     result = verdicts(frames(run), controls={kind: name for name, kind in run.controls_named().items()})
-    verdicts_path(run).write_text(json.dumps(result, indent=2, default=float))
+    atomic_write_json(verdicts_path(run), result, default=float)

@@ -109,8 +109,16 @@ def reporters() -> dict:
 
 
 def run(run: RunConfig) -> Path:
+    from ..atomic import atomic_write_json
+    from ..data import DataError
+
+    doc = document(run)
+    empty = [name for name, m in doc["methods"].items() if not (m["train"] or m["winrate"] or m["suite"])]
+    if empty:  # a results document with empty rows reads as if those methods had been measured
+        raise DataError(run.dir, None, None, f"nothing to report for {', '.join(empty)}: no training, judged answers "
+                                             f"or suite results yet; run `bench run all` for run {run.run} first")
     path = run.dir / "results.json"
-    path.write_text(json.dumps(document(run), indent=2, default=str))
+    atomic_write_json(path, doc, default=str)
     for name, ep in sorted(reporters().items()):
         ep.load()(run.dir, run.dir / name)
     return path

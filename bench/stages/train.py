@@ -28,6 +28,12 @@ def order(run: RunConfig) -> list[str]:
 
 
 def recipe_config(run: RunConfig, method: str, seed: int = 0):
+    """The recipe class and its config (see ``recipe_layers``)."""
+    cls, cfg, _ = recipe_layers(run, method, seed)
+    return cls, cfg
+
+
+def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     """The recipe class and its config: recipe YAML < its sweep result < the run's model/data/output < budget <
     method options < the seed (the run's, whatever the budget says)."""
     from .. import registry
@@ -39,7 +45,7 @@ def recipe_config(run: RunConfig, method: str, seed: int = 0):
         where["reward_model"] = run.checkpoint(REWARD_DEPENDENCIES[method], seed)
     layers = [("run", where), ("run budget", run.budget),
               (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
-    return cls, layered(cls, spec, layers)
+    return cls, layered(cls, spec, layers), layers
 
 
 def reads(run: RunConfig) -> list[Path]:
@@ -51,10 +57,12 @@ def writes(run: RunConfig) -> list[Path]:
 
 
 def run(run: RunConfig) -> dict[tuple[str, int], Path]:
+    from ..validate import check_recipe_configs
+
+    jobs = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
+    check_recipe_configs([(m, cfg, layers) for (m, _), (_, cfg, layers) in jobs.items()], run.model)  # before any training
     out = {}
-    for seed in run.seeds:
-        for method in order(run):
-            cls, cfg = recipe_config(run, method, seed)
-            log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-            out[method, seed] = cls().run(cfg)
+    for (method, seed), (cls, cfg, _) in jobs.items():
+        log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
+        out[method, seed] = cls().run(cfg)
     return out

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.atomic import atomic_write_json
 from bench.data import DataError
 
 from .backends import Backend, make_backend, prepare_vllm_cpu, quiet_lm_eval
@@ -261,6 +262,6 @@ def run_suite(checkpoint: str, cfg: SuiteConfig, reward: float | None = None, vi
     entries = runner.run()
     summary = build_summary(entries, runner.provenance, asdict(cfg), reward=reward, vicuna=vicuna, wizardlm=wizardlm)
     runner.out.mkdir(parents=True, exist_ok=True)
-    (runner.out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    atomic_write_json(runner.out / "summary.json", summary, ensure_ascii=False)  # bench/atomic.py
     summary["summary_path"] = str(runner.out / "summary.json")
     return summary

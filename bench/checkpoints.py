@@ -1,0 +1,133 @@
+"""Crash-safe training checkpoints: visible only when complete, resumed from the last complete one.
+
+transformers' ``Trainer`` writes ``checkpoint-N`` in place: weights, then optimizer, then
+``trainer_state.json``. A Ctrl-C or SIGKILL in between leaves a directory that looks like a checkpoint and
+crashes every later resume. Here each checkpoint is written under ``.incomplete/`` and renamed into place
+when whole; directories without ``trainer_state.json`` (from an older bench, or a crash inside a rename-less
+filesystem) are removed with a warning. The loss log is cut back to the step training resumes from, so a
+resumed run's curve has no step twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from .atomic import atomic_write_text
+
+log = logging.getLogger("bench.training")
+STAGING = ".incomplete"
+STATE = "trainer_state.json"
+ELAPSED = "bench_elapsed.json"  # training seconds up to this checkpoint, over every session that led to it
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _step(path: Path) -> int:
+    return int(_NAME.match(path.name).group(1))
+
+
+def last_complete_checkpoint(out: Path) -> Path | None:
+    """The newest complete ``checkpoint-N`` in ``out``; incomplete ones are removed with a warning."""
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # a save cut short last time
+    found = sorted((p for p in out.iterdir() if p.is_dir() and _NAME.match(p.name)), key=_step)
+    complete = []
+    for p in found:
+        if (p / STATE).is_file():
+            complete.append(p)
+        else:
+            log.warning("%s is incomplete (no %s: interrupted while saving); removing it", p, STATE)
+            shutil.rmtree(p, ignore_errors=True)
+    return complete[-1] if complete else None
+
+
+def checkpoint_step(ckpt: Path | None) -> int:
+    return _step(ckpt) if ckpt else 0
+
+
+def elapsed_seconds(ckpt: Path | None) -> float:
+    """Training seconds spent up to ``ckpt`` (0 for a fresh start)."""
+    try:
+        return float(json.loads((Path(ckpt) / ELAPSED).read_text())["train_seconds"]) if ckpt else 0.0
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Keep only the rows of a JSONL log up to ``step`` (the checkpoint a resumed run continues from)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if line.strip() and json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+    atomic_write_text(path, "".join(row + "\n" for row in keep))
+
+
+class StagedCheckpoints:
+    """``Trainer`` mixin: each checkpoint is written under ``.incomplete/`` and renamed into place.
+
+    ``bench_prior_seconds`` (training time before this session) and ``bench_t0`` are set by the caller so
+    every checkpoint records the total training time up to it."""
+
+    bench_prior_seconds = 0.0
+    bench_t0 = None
+    _staging: Path | None = None
+
+    def _get_output_dir(self, trial):
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        from transformers.trainer_utils import rotate_checkpoints
+
+        run_dir = Path(super()._get_output_dir(trial))
+        staging = run_dir / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        self._staging = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = None
+        name = f"checkpoint-{self.state.global_step}"
+        if self.args.should_save:
+            spent = self.bench_prior_seconds + (time.perf_counter() - self.bench_t0 if self.bench_t0 else 0.0)
+            atomic_write_text(staging / name / ELAPSED, json.dumps({"train_seconds": spent}))
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+            os.replace(staging / name, run_dir / name)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+
+
+class _Finished:
+    """What ``Trainer.train`` returns, for a job whose last checkpoint already reached ``max_steps``."""
+
+    def __init__(self, state):
+        runtime = [h for h in state.log_history if "train_runtime" in h]
+        self.global_step = state.global_step
+        self.metrics = {k: v for k, v in (runtime[-1] if runtime else {}).items() if k.startswith("train_")}
+
+
+def resume_or_finish(trainer, ckpt: Path | None, max_steps: int):
+    """``trainer.train``, resumed from ``ckpt``; a checkpoint at ``max_steps`` is loaded, not trained past."""
+    if ckpt is not None and 0 < max_steps <= checkpoint_step(ckpt):
+        from transformers.trainer_callback import TrainerState
+
+        log.info("%s already reached max_steps=%d: loading it instead of training", ckpt, max_steps)
+        trainer._load_from_checkpoint(str(ckpt))
+        trainer.state = TrainerState.load_from_json(str(ckpt / STATE))
+        return _Finished(trainer.state)
+    if ckpt is not None:
+        log.info("resuming from %s", ckpt)
+    return trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
