@@ -154,13 +154,14 @@ def _table(rows: list[dict], diffs: list[dict]) -> Table:
 
 
 def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_options, n_boot: int, seed: int,
-                      json_out: Optional[Path], limit: Optional[int] = None) -> dict:
-    from .judges import card
+                      json_out: Optional[Path], limit: Optional[int] = None, allow_unvalidated: bool = False) -> dict:
+    from .judges.gate import require_validated
     from .judges.run import judge_pair, outputs_side, reference_side, write_annotations
     from .metrics import paired_difference
 
     reference = reference_side(against, limit)  # read (and validate) every input before any judge starts
     sides = [outputs_side(path) for path in outputs]
+    gate = require_validated(judge_name, allow_unvalidated)
     judge = _judge(judge_name, judge_options)
     rows, frames = [], []
     for path, side in zip(outputs, sides):
@@ -168,6 +169,7 @@ def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_o
         summary, frame, verdicts = judge_pair(judge, side, reference, n_boot, seed)
         summary["judge_seconds"] = round(time.time() - t0, 2)
         summary["outputs"] = str(path)
+        summary["validated"], summary["reason"] = gate["validated"], gate["reason"]
         rows.append(summary)
         frames.append((side.name, frame))
         ann = Path(json_out).with_suffix("") if json_out else None
@@ -175,20 +177,17 @@ def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_o
             (Path(path) if Path(path).is_dir() else Path(path).parent) / f"annotations_{judge_name}_vs_{_slug(reference.name)}.jsonl"
         write_annotations(where, frame, verdicts, side, reference)
     diffs = [{"a": frames[0][0], "b": name, **paired_difference(frames[0][1], frame, n_boot, seed)} for name, frame in frames[1:]]
-    measured = card(judge_name) or {}
-    report = {"results": rows, "paired_differences": diffs,
-              "judge_card": {k: measured.get(k) for k in ("agreement", "agreement_ci95", "position_consistency", "held_out_pairs",
-                                                           "null_model_check")}}
+    report = {"results": rows, "paired_differences": diffs, "validated": gate["validated"], "reason": gate["reason"],
+              "judge_card": gate["summary"]}
     console.print(_table(rows, diffs))
-    if measured:
-        lo, hi = measured["agreement_ci95"]
-        console.print(f"judge {judge_name}: agreement with held-out human labels {100 * measured['agreement']:.1f}% "
-                      f"[{100 * lo:.1f}, {100 * hi:.1f}] on {measured['held_out_pairs']} pairs")
-    if measured and not measured["null_model_check"]["passed"]:
-        worst = max(measured["null_model_check"]["null_win_rates"].items(), key=lambda kv: kv[1])
-        console.print(f"[bold yellow]warning:[/] judge {judge_name} failed its null-model check: the constant answer "
-                      f"{worst[0]!r} beat the reference on {100 * worst[1]:.0f}% of prompts (judge card). Read these win "
-                      "rates with that in mind; an LLM judge (--judge llm) is the stronger choice where one can be served.")
+    agreement = (gate["summary"].get("agreement") or {}).get("value")
+    if agreement is not None:
+        ci = gate["summary"]["agreement"].get("ci95") or [float("nan")] * 2
+        longer = gate["summary"]["longer_wins_agreement"]["value"]
+        console.print(f"judge {judge_name}: agreement {100 * agreement:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] on its "
+                      f"card's held-out pairs" + (f" ('longer answer wins': {100 * longer:.1f}%)" if longer is not None else ""))
+    if not gate["validated"]:
+        console.print(f"[bold yellow]unvalidated judge:[/] {gate['reason']}; these win rates are recorded as unvalidated.")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(report, indent=2))
@@ -198,20 +197,25 @@ def _judge_and_report(outputs: list[str], against: str, judge_name: str, judge_o
     return report
 
 
+AllowUnvalidated = Annotated[bool, typer.Option("--allow-unvalidated-judge",
+                                                help="use a judge without a passing judge card; results are marked unvalidated")]
+
+
 @app.command()
 @clean_errors
 def judge(
     outputs: Annotated[list[str], typer.Argument(help="model outputs (model_outputs.json, generations.jsonl or their dir); "
                                                   "with several, each is also compared with the first (paired)")],
     against: Annotated[str, typer.Option(help="reference: an eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
-    judge: JudgeOpt = "local-rm",
+    judge: JudgeOpt = "mimic-gpt4",
     judge_option: JudgeOptions = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report here")] = None,
+    allow_unvalidated_judge: AllowUnvalidated = False,
 ):
     """Win rate, length-controlled win rate and 95% CIs of outputs judged against a reference."""
-    _judge_and_report(outputs, against, judge, judge_option, n_boot, seed, json_out)
+    _judge_and_report(outputs, against, judge, judge_option, n_boot, seed, json_out, allow_unvalidated=allow_unvalidated_judge)
 
 
 @app.command("eval")
@@ -220,7 +224,7 @@ def eval_(
     model: Annotated[str, typer.Argument(help="checkpoint dir, Hub id or smollm2-135m-instruct")],
     against: Annotated[str, typer.Option(help="reference: eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
     eval_set: Annotated[str, _GEN_OPTIONS["eval_set"]] = "alpaca_eval",
-    judge: JudgeOpt = "local-rm",
+    judge: JudgeOpt = "mimic-gpt4",
     judge_option: JudgeOptions = None,
     limit: Annotated[Optional[int], _GEN_OPTIONS["limit"]] = None,
     backend: Annotated[str, _GEN_OPTIONS["backend"]] = "auto",
@@ -229,48 +233,61 @@ def eval_(
     output_dir: Annotated[Optional[Path], _GEN_OPTIONS["output_dir"]] = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report here")] = None,
+    allow_unvalidated_judge: AllowUnvalidated = False,
 ):
     """Generate (greedy) with a checkpoint and judge the answers against a reference, in one go."""
+    from .judges.gate import require_validated
+
+    require_validated(judge, allow_unvalidated_judge)  # refuse before spending time on generation
     out = _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, 0.0, 1.0, 0, max_num_seqs, 16, None)
     _judge_and_report([str(out)], against, judge, judge_option, n_boot, 0,
-                      json_out or out / f"eval_{_slug(judge)}_vs_{_slug(against)}.json", limit)
+                      json_out or out / f"eval_{_slug(judge)}_vs_{_slug(against)}.json", limit, allow_unvalidated_judge)
 
 
 @judges_app.command("list")
 def judges_list():
-    """The judges, with the agreement with held-out human labels measured for each (its judge card)."""
-    from .judges import card, judges
+    """The judges, with their judge cards' headline figures (agreement with GPT-4 on held-out pairs, null battery)."""
+    from .judges import judges
+    from .judges.gate import card_summary
 
-    table = Table("judge", "description", "agreement % [95% CI]", "held-out pairs", "position consistency",
-                  "prefers longer (judge/humans)", "null check")
+    def fig(entry):
+        if not entry or entry.get("value") is None:
+            return ""
+        ci = entry.get("ci95")
+        return f"{100 * entry['value']:.1f}" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+    table = Table("judge", "description", "agreement % [95% CI]", "near-equal length %", "longer wins %",
+                  "system Spearman", "null battery")
     for name, spec in sorted(judges().items()):
-        c = card(name)
+        c = card_summary(name)
         if not c:
             table.add_row(name, spec.description.split(". ")[0], "not measured", "", "", "", "")
             continue
-        sets = c["sets"].values()
-        lj = [s["judge_prefers_longer"] for s in sets if s["judge_prefers_longer"] is not None]
-        lh = [s["humans_prefer_longer"] for s in sets]
-        null = c["null_model_check"]
-        table.add_row(name, spec.description.split(". ")[0],
-                      f"{100 * c['agreement']:.1f} [{100 * c['agreement_ci95'][0]:.1f}, {100 * c['agreement_ci95'][1]:.1f}]",
-                      str(c["held_out_pairs"]), f"{c['position_consistency']:.2f}",
-                      " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(lj, lh)),
-                      f"{'pass' if null['passed'] else 'FAIL'} (worst {100 * null['worst']:.0f}%)")
+        null = c["null_battery"]
+        rho = c["system_spearman"]
+        table.add_row(name, spec.description.split(". ")[0], fig(c["agreement"]), fig(c["near_equal_agreement"]),
+                      fig(c["longer_wins_agreement"]), "" if rho.get("value") is None else f"{rho['value']:.2f}",
+                      f"{'pass' if null['passed'] else 'FAIL'} (worst loses {100 * null['worst_loss_rate']:.0f}%)")
     console.print(table)
 
 
 @judges_app.command("train")
 @clean_errors
 def judges_train(
-    name: Annotated[str, typer.Argument(help="the trainable judge")] = "local-rm",
-    limit: Annotated[Optional[int], typer.Option(help="at most N training pairs per human-labelled set")] = None,
-    seed: Annotated[int, typer.Option(help="split seed")] = 0,
-    out: Annotated[Optional[Path], typer.Option(help="where to write the head (default: beside the judge)")] = None,
+    name: Annotated[str, typer.Argument(help="the trainable judge: mimic-gpt4 or local-rm")] = "mimic-gpt4",
+    limit: Annotated[Optional[int], typer.Option(help="local-rm: at most N training pairs per human-labelled set")] = None,
+    seed: Annotated[int, typer.Option(help="split / model seed")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="where to write the model (default: beside the judge)")] = None,
 ):
-    """Train the local judge's head on the training part of the human preference sets (resumable)."""
+    """Rebuild a local judge from the data kit (mimic-gpt4: every GPT-4 judgement; local-rm: human pairs)."""
+    if name == "mimic-gpt4":
+        from .judges.mimic_gpt4 import DEFAULT_MODEL, train
+
+        meta = train(out or DEFAULT_MODEL, seed)
+        console.print(f"[bold green]model:[/] {out or DEFAULT_MODEL} ({meta['pairs']} pairs, {meta['train_seconds']} s)")
+        return
     if name != "local-rm":
-        raise KeyError(f"judge '{name}' is not trainable here (only local-rm is)")
+        raise KeyError(f"judge '{name}' is not trainable here (mimic-gpt4 and local-rm are)")
     from .judges.local_rm import DEFAULT_HEAD, train_head
 
     head = train_head(out or DEFAULT_HEAD, seed=seed, limit=limit)
@@ -281,23 +298,38 @@ def judges_train(
 @judges_app.command("measure")
 @clean_errors
 def judges_measure(
-    name: Annotated[str, typer.Argument(help="judge name")] = "local-rm",
+    name: Annotated[str, typer.Argument(help="judge name")] = "mimic-gpt4",
     judge_option: JudgeOptions = None,
-    pairs: Annotated[Optional[int], typer.Option(help="at most N held-out pairs per set (default: all)")] = None,
-    null_prompts: Annotated[int, typer.Option(help="AlpacaEval prompts for the null-model check")] = 100,
-    seed: Annotated[int, typer.Option(help="split seed (must match the judge's training split)")] = 0,
+    pairs: Annotated[Optional[Path], typer.Option(help="a pair file in the kit's format (judge/ae1_gpt4_pairs.jsonl.gz) "
+                                                       "the judge never trained on (default: the kit, cross-validated)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="a seeded subsample of at most N pairs per set (slow judges)")] = None,
+    folds: Annotated[int, typer.Option(help="grouped cross-validation folds (judges refitted per fold)")] = 3,
+    seed: Annotated[int, typer.Option(help="split seed")] = 0,
+    compare: Annotated[Optional[str], typer.Option(help="another judge measured beside it on a subsample")] = "local-rm",
+    compare_pairs: Annotated[int, typer.Option(help="test pairs per set for --compare")] = 300,
+    human_labels: Annotated[bool, typer.Option(help="the older card: agreement with held-out human preference pairs")] = False,
     card_out: Annotated[Optional[Path], typer.Option("--card", help="where to write the card (default: beside the judge)")] = None,
 ):
-    """Measure a judge on held-out human preference pairs and write its judge card."""
+    """Measure a judge against GPT-4's verdicts on pairs it never trained on and write its judge card."""
+    from .config import parse_overrides
     from .judges import write_card
-    from .judges.card import measure
-    from .judges.local_rm import human_pairs
 
-    judge_obj = _judge(name, judge_option)
-    held_out = {k: (v[:pairs] if pairs else v) for k, (_, v) in human_pairs(seed).items()}
-    notes = ("held-out = the 30% hash split of each set that local-rm never trains on" if name == "local-rm"
-             else "held-out human pairs (the same split local-rm is measured on)")
-    data = measure(judge_obj, held_out, null_prompts, notes)
+    if human_labels:
+        from .judges.card import measure
+        from .judges.local_rm import human_pairs
+
+        data = measure(_judge(name, judge_option), {k: v for k, (_, v) in human_pairs(seed).items()}, 100,
+                       "held-out = the 30% hash split of each human-labelled set that local-rm never trains on")
+    else:
+        from .judges.card_gpt4 import measure_judge, reproduce_check
+
+        data = measure_judge(name, parse_overrides(judge_option or []), str(pairs) if pairs else None, folds, seed, limit,
+                             compare if compare and compare != name else None, compare_pairs)
+        if name == "mimic-gpt4" and not pairs:
+            data["reproduce"] = reproduce_check(seed)
     path = write_card(name, data, card_out)
-    console.print(f"[bold green]card:[/] {path}  agreement {100 * data['agreement']:.1f}% "
-                  f"[{100 * data['agreement_ci95'][0]:.1f}, {100 * data['agreement_ci95'][1]:.1f}]")
+    console.print(f"[bold green]card:[/] {path}")
+    from .judges.gate import card_summary
+
+    if card_out is None:
+        console.print_json(data=card_summary(name))

@@ -11,6 +11,7 @@ A data spec is one string, so it fits on a command line and in a recipe YAML:
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -176,6 +177,23 @@ def _alpaca_text(row, path, line):
     return f"{instruction}\n\n{extra}" if extra.strip() else instruction
 
 
+@functools.cache
+def _ae1_references(path: Path) -> dict:
+    """{id: text} and {instruction: text} of the kit's ``text_davinci_003_ae1`` column (judge/references.jsonl.gz)."""
+    if not path.exists():
+        raise DataError(path, None, None, "AlpacaEval 1's reference texts are missing (the data kit's judge/ folder); "
+                        "use the eval set alpaca_eval-davinci003-regen for the re-generated davinci-003 column")
+    rows = [row for _, row in read_rows(path)]
+    return {**{row["instruction_id"]: row["text_davinci_003_ae1"] for row in rows},
+            **{row["instruction"]: row["text_davinci_003_ae1"] for row in rows}}
+
+
+def _ae1_reference(row) -> str | None:
+    """AlpacaEval 1's reference: joined on ``id`` = ``instruction_id`` (on the instruction text for Hub rows)."""
+    refs = _ae1_references(data_dir() / "judge/references.jsonl.gz")
+    return refs.get(row.get("id"), refs.get(row.get("instruction")))
+
+
 def _first_turn(row, path, line):
     turns = row.get("turns")
     if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not turns[0].strip():
@@ -200,12 +218,19 @@ DATASETS: dict[str, DatasetInfo] = {
                     ("Anthropic/hh-rlhf", {"data_dir": "harmless-base", "split": "test"}),
                     "Anthropic HH-RLHF harmless-base test pairs (2,312)"),
         DatasetInfo("alpaca_eval", "eval", "eval/alpaca_eval_805.jsonl",
+                    _eval_builder("id", _alpaca_text, _ae1_reference, "alpaca_eval"),
+                    ("tatsu-lab/alpaca_eval", {"name": "alpaca_eval", "split": "eval"}),
+                    "AlpacaEval 805 instructions, reference = the text-davinci-003 answers GPT-4 judged in AlpacaEval 1"),
+        DatasetInfo("alpaca_eval-davinci003-regen", "eval", "eval/alpaca_eval_805.jsonl",
                     _eval_builder("id", _alpaca_text, lambda r: r.get("output_text_davinci_003") or r.get("output"), "alpaca_eval"),
                     ("tatsu-lab/alpaca_eval", {"name": "alpaca_eval", "split": "eval"}),
-                    "AlpacaEval 805 instructions, text-davinci-003 reference"),
+                    "AlpacaEval 805 instructions, the later re-generated text-davinci-003 reference (not AlpacaEval 1's)"),
+        DatasetInfo("alpaca_eval-gpt4turbo", "eval", "eval/alpaca_eval_805.jsonl",
+                    _eval_builder("id", _alpaca_text, lambda r: r.get("output_gpt4_1106_preview"), "alpaca_eval"),
+                    description="AlpacaEval 805 instructions, GPT-4-turbo reference (AlpacaEval 2)"),
         DatasetInfo("alpaca_eval_gpt4", "eval", "eval/alpaca_eval_805.jsonl",
                     _eval_builder("id", _alpaca_text, lambda r: r.get("output_gpt4_1106_preview"), "alpaca_eval"),
-                    description="AlpacaEval 805 instructions, GPT-4-turbo reference (AlpacaEval 2 style)"),
+                    description="old name of alpaca_eval-gpt4turbo"),
         DatasetInfo("alpacafarm", "eval", "eval/alpacafarm_eval_805_gpt35turbo0301.jsonl",
                     _eval_builder("id", _alpaca_text, lambda r: r.get("output"), "alpacafarm"),
                     description="AlpacaFarm eval prompts, gpt-3.5-turbo reference"),
