@@ -177,6 +177,8 @@ def run_pipeline(
     config: Annotated[Optional[Path], typer.Option(help="run YAML (default runs/smollm2-cpu.yaml)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE run override, e.g. eval_limit=20")] = None,
     force: Annotated[bool, typer.Option(help="re-run the stage(s) even when nothing they depend on changed")] = False,
+    allow_unvalidated_judge: Annotated[bool, typer.Option(
+        help="judge even with a judge whose card is missing or fails its null battery (numbers marked red)")] = False,
 ):
     """The whole comparison: train every method on the same budget, generate, judge, benchmark, report.
     Every stage resumes: finished work is read back, not redone; a stage whose inputs did not change is skipped."""
@@ -186,7 +188,10 @@ def run_pipeline(
     if stage != "all" and stage not in STAGES:
         raise KeyError(f"unknown stage '{stage}'; use all or one of {', '.join(STAGES)}")
     default = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
-    run = load_run_config(config or default, parse_overrides(set_ or []))
+    overrides = parse_overrides(set_ or [])
+    if allow_unvalidated_judge:
+        overrides["allow_unvalidated_judge"] = True
+    run = load_run_config(config or default, overrides)
     page = run_all(run, None if stage == "all" else [stage], force=force)
     console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))
 

@@ -99,34 +99,51 @@ def test_a_stage_runs_again_only_when_what_it_depends_on_changes(tmp_path, monke
 
 
 def test_results_document_from_stage_files(tmp_path, tiny_model_dir):
-    from bench.stages.judge import judged_path, verdicts_path
+    import numpy as np
+    import pandas as pd
+
+    from bench.stages.judge import frames, judged_path, verdicts_path
+    from bench.verdicts import verdicts
 
     run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], judge="local-rm",
                     controls={"null": "", "positive": None})
-    for name, seed, wr in (("base", None, 0.25), ("figa", 0, 0.75), ("null-control", None, 0.0)):
+    rng = np.random.default_rng(0)
+    for name, seed, p in (("base", None, 0.3), ("figa", 0, 0.7), ("null-control", None, 0.0)):
+        prefs = (rng.random(60) < p).astype(float)
         path = judged_path(run, name, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"win_rate": wr, "win_rate_ci95": [wr - 0.1, wr + 0.1], "lc_win_rate": wr,
-                                    "lc_win_rate_ci95": [0, 1], "n": 4, "avg_len_model": 100.0}))
-    verdicts = {"methods": {"figa": {"win_rate": 0.7, "win_rate_ci95": [0.6, 0.8], "lc_win_rate": 0.7,
-                                     "lc_win_rate_ci95": [0.5, 0.9], "n_prompts": 4, "n_seeds": 1}},
-                "pairs": [{"a": "figa", "b": "base", "win_rate_diff": 0.5, "win_rate_diff_ci95": [0.1, 0.9]}]}
-    verdicts_path(run).write_text(json.dumps(verdicts))
+        pd.DataFrame({"id": [str(i) for i in range(60)], "preference": prefs, "failed": False, "len_model": 90,
+                      "len_ref": 100}).to_csv(path.with_suffix(".csv"), index=False)
+        path.write_text(json.dumps({"avg_len_model": 90.0}))
+    verdicts_path(run).write_text(json.dumps(verdicts(frames(run), controls={"null": "null-control"}, n_boot=200)))
     ckpt = run.dir / "checkpoints" / "figa" / "seed-0"
     ckpt.mkdir(parents=True)
     (ckpt / "bench_run.json").write_text(json.dumps({"train_seconds": 12.5, "config": {"max_steps": 2}}))
     (ckpt / "train_log.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"eval_loss": 1.9}\n')
     doc = report_stage.document(run)
-    assert doc["schema"] == report_stage.SCHEMA and list(doc["methods"]) == ["base", "figa", "null-control"]
+    v = json.loads(verdicts_path(run).read_text())
+    assert doc["schema"] == "bench.results/2" and list(doc["methods"]) == ["base", "figa", "null-control"]
     figa = doc["methods"]["figa"]
-    assert figa["winrate"]["win_rate"] == 0.7 and figa["winrate"]["ci"] == [0.6, 0.8]  # across seeds, from verdicts
-    assert figa["vs_base"] == {"diff": 0.5, "ci": [0.1, 0.9]} and figa["seeds"] == [0]
+    assert figa["winrate"]["win_rate"] == v["methods"]["figa"]["win_rate"]["value"]  # across seeds, from verdicts
+    assert figa["winrate"]["ci"] == v["methods"]["figa"]["win_rate"]["ci95"] and figa["winrate"]["avg_length"] == 90
+    pair = next(p for p in v["pairs"] if {p["a"], p["b"]} == {"figa", "base"})
+    sign = 1 if pair["a"] == "figa" else -1
+    assert figa["vs_base"]["diff"] == pytest.approx(sign * pair["win_rate"]["value"]) and figa["vs_base"]["diff"] > 0
     assert figa["train"] == {"wall_s": 12.5, "steps": 2, "curve": [[1, 2.0], [2, 1.5]], "curve_name": "loss"}
+    assert figa["seeds"] == [0]
     base = doc["methods"]["base"]
-    assert base["train"] is None and base["checkpoint"] == tiny_model_dir and base["winrate"]["win_rate"] == 0.25
-    assert doc["methods"]["null-control"]["checkpoint"] is None and doc["controls"] == {"null-control": "null"}
+    assert base["train"] is None and base["checkpoint"] == tiny_model_dir and base["vs_base"] is None
+    assert doc["methods"]["null-control"]["checkpoint"] is None
+    assert doc["controls"] == {"null": {"method": "null-control", "what": "the constant answer ''"}}
     assert doc["suite"] == [] and figa["suite"] is None  # no suite was run: no suite columns
-    assert doc["budget"]["config"]["methods"] == ["figa"] and doc["verdicts"] == verdicts
+    assert doc["budget"]["config"]["methods"] == ["figa"] and doc["verdicts"] == v
+    assert doc["judge"]["name"] == "local-rm" and doc["judge"]["validated"] is False  # its card fails the nulls
+    assert "null battery" in doc["judge"]["reason"]
+    (run.dir / "results.json").write_text(json.dumps(doc))
+    from leaderboard.build import build
+
+    page = build(run.dir, tmp_path / "site").read_text()  # the site accepts the document the stage writes
+    assert "null-control" in page and "figa" in page
 
 
 def test_a_method_from_an_installed_package_is_one_module_plus_one_yaml(tmp_path):
@@ -167,3 +184,19 @@ def test_a_method_from_an_installed_package_is_one_module_plus_one_yaml(tmp_path
     assert out.returncode == 0, out.stderr
     assert "'unlikelihood'" in out.stdout and "'figa'" in out.stdout
     assert out.stdout.strip().endswith("Unlikelihood 0.0 1.0 0.0")
+
+
+def test_run_refuses_a_judge_without_a_passing_card_before_any_work(tmp_path, monkeypatch):
+    from bench.judges.gate import UnvalidatedJudge
+
+    fake = FakeStage()
+    monkeypatch.setitem(STAGES, "judge", fake)
+    run = RunConfig(run="r", root=str(tmp_path), judge="reward-model")  # a judge with no card
+    run.dir.mkdir(parents=True)
+    (run.dir / "in.txt").write_text("a")
+    with pytest.raises(UnvalidatedJudge, match="reward-model.*--allow-unvalidated-judge"):
+        run_all(run, ["judge"])
+    assert fake.calls == 0
+    run.allow_unvalidated_judge = True
+    run_all(run, ["judge"])
+    assert fake.calls == 1

@@ -71,6 +71,10 @@ def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False
     from ..runlock import run_lock
 
     stages = stages or list(STAGES)
+    if "judge" in stages and (force or not is_current(STAGES["judge"], run)):
+        from ..judges.gate import require_validated
+
+        require_validated(run.judge, run.allow_unvalidated_judge)  # before any training: one sentence if refused
     with run_lock(run.dir, run.run):  # one bench run per run directory
         config = yaml.safe_dump(dataclasses.asdict(run), sort_keys=False)
         if not (run.dir / "run_config.yaml").exists() or (run.dir / "run_config.yaml").read_text() != config:

@@ -15,7 +15,7 @@ from .suite import units as suite_units
 
 NAME = "report"
 DEPENDS = tuple(f.name for f in dataclasses.fields(RunConfig))
-SCHEMA = "bench.results/1"
+SCHEMA = "bench.results/2"
 SUITE_METRICS = ["mmlu", "truthfulqa", "crows_pairs", "winogender", "figa_avg"]
 
 
@@ -49,43 +49,60 @@ def _train_summary(run: RunConfig, method: str, seed: int) -> dict | None:
             "steps": info.get("config", {}).get("max_steps"), "curve": curve, "curve_name": name}
 
 
-def _winrate(j: dict | None) -> dict | None:
-    if not j:
-        return None
-    return {"win_rate": j["win_rate"], "ci": j["win_rate_ci95"], "lc_win_rate": j["lc_win_rate"],
-            "lc_ci": j["lc_win_rate_ci95"], "n": j["n"], "avg_length": j["avg_len_model"]}
-
-
 def _suite(s: dict | None) -> dict | None:
+    """The suite columns, and FIGA's average with the terms it is made of (never shared with another term set)."""
     if not s:
         return None
     figa = s["figa"]
     out = {k: {"value": figa["scores"].get(k), "stderr": figa.get("stderr", {}).get(k)} for k in SUITE_METRICS[:-1]}
-    out["figa_avg"] = {"value": figa["avg"] if figa["avg"] is not None else figa["partial_avg"],
-                       "stderr": None, "partial": figa["avg"] is None}
+    terms = figa.get("terms") or {}
+    out["figa_avg"] = {"value": figa["avg"] if figa["avg"] is not None else figa["partial_avg"], "stderr": None,
+                       "partial": figa["avg"] is None, "terms": [k for k, v in terms.items() if v is not None],
+                       "of": list(terms)}
     return out
+
+
+def _winrate(name: str, judged: dict | None, verdicts: dict) -> dict | None:
+    """Win rates over all of a method's seeds (hierarchical intervals) from the verdicts; one judged file without."""
+    agg = (verdicts.get("methods") or {}).get(name)
+    if agg:
+        wr, lc = agg["win_rate"], agg["lc_win_rate"]
+        return {"win_rate": wr["value"], "ci": wr["ci95"], "lc_win_rate": lc["value"], "lc_ci": lc["ci95"],
+                "n": agg["n_prompts"], "avg_length": (judged or {}).get("avg_len_model")}
+    if not judged:
+        return None
+    return {"win_rate": judged["win_rate"], "ci": judged["win_rate_ci95"], "lc_win_rate": judged["lc_win_rate"],
+            "lc_ci": judged["lc_win_rate_ci95"], "n": judged["n"], "avg_length": judged["avg_len_model"]}
+
+
+def _vs_base(name: str, verdicts: dict) -> dict | None:
+    for pair in verdicts.get("pairs", []):
+        if {pair["a"], pair["b"]} == {name, BASE} and name != BASE:
+            sign = 1 if pair["a"] == name else -1
+            wr = pair["win_rate"]
+            return {"diff": sign * wr["value"], "ci": sorted(sign * x for x in wr["ci95"])}
+    return None
 
 
 def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -> dict:
     """One method's row: its first seed's checkpoint, training and suite; win rates over all its seeds."""
-    first = seeds[0]
-    agg = (verdicts.get("methods") or {}).get(name)
-    winrate = _winrate(_read(judged_path(run, name, first)))
-    if agg:
-        winrate = {"win_rate": agg["win_rate"], "ci": agg["win_rate_ci95"], "lc_win_rate": agg["lc_win_rate"],
-                   "lc_ci": agg["lc_win_rate_ci95"], "n": agg["n_prompts"], "seeds": agg["n_seeds"],
-                   "avg_length": (winrate or {}).get("avg_length")}
-    vs = next((p for p in verdicts.get("pairs", []) if p["a"] == name and p["b"] == BASE), None)
-    return {"checkpoint": run.checkpoint(name, first) if name not in run.controls_named() else None,
+    first, control = seeds[0], name in run.controls_named()
+    return {"checkpoint": None if control else run.checkpoint(name, first),
             "seeds": [s for s in seeds if s is not None],
             "train": _train_summary(run, name, first) if first is not None else None,
-            "winrate": winrate,
-            "vs_base": {"diff": vs["win_rate_diff"], "ci": vs["win_rate_diff_ci95"]} if vs else None,
-            "suite": _suite(_read(summary_path(run, name, first))) if name not in run.controls_named() else None}
+            "winrate": _winrate(name, _read(judged_path(run, name, first)), verdicts),
+            "vs_base": _vs_base(name, verdicts),
+            "suite": None if control else _suite(_read(summary_path(run, name, first)))}
+
+
+def _controls(run: RunConfig) -> dict:
+    what = {"null": "the constant answer {!r}", "positive": "the reference answers of {}"}
+    return {kind: {"method": name, "what": what[kind].format(run.controls[kind])}
+            for name, kind in run.controls_named().items()}
 
 
 def document(run: RunConfig) -> dict:
-    from ..judges import card
+    from ..judges.gate import require_validated
 
     verdicts = _read(verdicts_path(run)) or {}
     seeds: dict[str, list] = {}
@@ -96,9 +113,10 @@ def document(run: RunConfig) -> dict:
     return {"schema": SCHEMA, "run": run.run, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": run.model,
             "data": run.data, "budget": {"budget": run.budget, "method_options": run.method_options,
                                          "config": dataclasses.asdict(run)},
-            "eval_set": run.eval_set, "reference": f"{run.eval_set} reference outputs",
-            "judge": {"name": run.judge, "card": card(run.judge)}, "suite": SUITE_METRICS if any_suite else [],
-            "methods": methods, "verdicts": verdicts, "controls": run.controls_named()}
+            "eval_set": run.eval_set, "reference": f"{run.eval_set} reference outputs", "seeds": run.seeds,
+            "judge": require_validated(run.judge, allow_unvalidated=True),
+            "suite": SUITE_METRICS if any_suite else [],
+            "methods": methods, "verdicts": verdicts or None, "controls": _controls(run)}
 
 
 def reporters() -> dict:
