@@ -123,14 +123,14 @@ def policies(run: RunConfig) -> list[str]:
 
 
 def generate_all(run: RunConfig) -> None:
+    """All policies in one call, so vLLM starts one engine and swaps each checkpoint's weights into it."""
     from .data import load
-    from .generation import Sampling, generate_eval
+    from .generation import Sampling, generate_evals
 
     prompts = load(run.eval_set, limit=run.eval_limit)
-    for method in policies(run):
-        log.info("[generate] %s on %d %s prompts", method, len(prompts), run.eval_set)
-        generate_eval(checkpoint(run, method), prompts, run.dir / "generations" / method, run.generation_backend,
-                      Sampling(max_new_tokens=run.max_new_tokens), generator=method, dataset=run.eval_set)
+    log.info("[generate] %d policies on %d %s prompts", len(policies(run)), len(prompts), run.eval_set)
+    jobs = [(method, checkpoint(run, method), run.dir / "generations" / method) for method in policies(run)]
+    generate_evals(jobs, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens), dataset=run.eval_set)
 
 
 def judge_all(run: RunConfig) -> None:
