@@ -181,9 +181,17 @@ def test_vllm_rollouts_follow_the_policy_like_hf(peaked_model, tmp_path):
     with HF generate, while the policy changes under it (so a stale engine would show)."""
     from baselines.ppo import Ppo
 
-    model_dir, _ = peaked_model
+    from bench import chat
+    from bench.models import load_tokenizer
+
+    model_dir, model = peaked_model
+    tok = load_tokenizer(model_dir)
+    q = torch.tensor([chat.prompt_ids(tok, [{"role": "user", "content": "Question 3: name a colour."}])])
+    greedy = model.generate(q, attention_mask=torch.ones_like(q), do_sample=False, max_new_tokens=12,
+                            pad_token_id=tok.pad_token_id)[0, q.size(1):]
+    target = collections.Counter(greedy.tolist()).most_common(1)[0][0]  # a reward greedy decoding already earns
     data = _prompts_file(tmp_path)
-    kw = dict(reward_model="token-id:30", max_steps=3, rollout_batch=8, temperature=0.0, learning_rate=3e-3,
+    kw = dict(reward_model=f"token-id:{target}", max_steps=3, rollout_batch=8, temperature=0.0, learning_rate=3e-3,
               batch_size=8, rollout_kv_cache_gb=0.25)
     _, hf = _run(Ppo, model_dir, data, tmp_path / "hf", **kw)
     _, vl = _run(Ppo, model_dir, data, tmp_path / "vllm", **{**kw, "rollout_backend": "vllm"})
