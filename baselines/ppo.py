@@ -1,6 +1,8 @@
 """The ``ppo`` recipe (RLHF with a sequence-level reward) and the loop ``fg-ppo`` shares with it.
 
-One iteration = rollout (HF ``generate``, sampling at ``temperature`` from the current policy), scoring
+One iteration = rollout (sampling at ``temperature`` from the current policy: through a vLLM engine when
+vLLM is installed, the policy's merged weights pushed into it before each rollout (bench/engine.py); else
+HF ``generate``; both give the same greedy tokens from the same weights, tests/test_ppo.py), scoring
 (the reward plugin, then the policy's and the reference's log-probs and the values of the sampled tokens),
 and update (``ppo_epochs`` passes of clipped policy + value losses over minibatches of ``batch_size``
 responses). The arithmetic is ``bench.ppo_core``; the reward is a ``bench.rewards`` plugin. ``ppo`` credits
@@ -16,13 +18,14 @@ Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``rewa
 (per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
 penalty), ``kl`` (per-response sum of log pi - log ref), ``kl_coef``, ``entropy`` (per token),
 ``response_length``, ``ended_frac``, ``policy_loss``, ``value_loss``, ``clip_frac``, ``value_clip_frac``,
-``approx_kl`` and seconds per phase (``time_rollout``, ``time_scoring`` = ``time_reward`` +
+``approx_kl`` and seconds per phase (``time_sync`` (weights into the engine), ``time_rollout``, ``time_scoring`` = ``time_reward`` +
 ``time_logprobs``, ``time_update``); ``ppo_state.pt`` (resume point, every ``save_steps`` iterations); and
 at the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -71,6 +74,9 @@ class PpoConfig(TrainConfig):
     whiten_advantages: bool = _help("whiten advantages over the batch", True)
     no_eos_penalty: float = _help("subtracted from a response that hits max_new_tokens without ending", 1.0)
     forward_batch_size: int = _help("responses per no-grad forward while scoring", 8)
+    rollout_backend: str = _help("rollouts through 'vllm' (one engine, weights pushed each iteration), 'hf' "
+                                 "generate, or 'auto' (vllm when installed)", "auto")
+    rollout_kv_cache_gb: float = _help("KV cache of the rollout engine on CPU (GiB)", 1.0)
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
@@ -140,6 +146,59 @@ class PromptSchedule:
         return out
 
 
+def _cut_at(row: list[int], eos: int) -> list[int]:
+    """A response up to and including its first end-of-turn token (all of it if it never ended)."""
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+def _engine_rollout(engine, prompts: list[list[int]], cfg, eos: int, seed: int) -> list[list[int]]:
+    from vllm import SamplingParams
+
+    params = [SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
+                             seed=seed * 1009 + b, stop_token_ids=[eos], detokenize=False) for b in range(len(prompts))]
+    out = []
+    for o in engine.generate(prompts, params):
+        c = o.outputs[0]
+        ids = _cut_at(list(c.token_ids), eos)
+        if c.finish_reason == "stop" and (not ids or ids[-1] != eos):
+            ids.append(eos)  # ended on the end-of-turn token: keep it, as HF generate does
+        out.append(ids)
+    return out
+
+
+def policy_weights(lm) -> dict[str, torch.Tensor]:
+    """The policy's weights under the checkpoint's names, LoRA adapters merged in (the model is not changed)."""
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    deltas = {name: m.get_delta_weight(m.active_adapters[0]) for name, m in inner.named_modules()
+              if hasattr(m, "get_delta_weight") and getattr(m, "active_adapters", None) and not m.merged}
+    state = {}
+    for key, value in inner.state_dict().items():
+        if ".lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        module = key.rsplit(".", 1)[0]
+        state[key] = value + deltas[module] if key.endswith(".weight") and module in deltas else value
+    if getattr(inner.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # the checkpoint format of a tied head: the embedding only
+    return state
+
+
+@contextlib.contextmanager
+def rollout_engine(cfg, prompts):
+    """The vLLM engine rollouts go through (None with HF rollouts); shut down when training ends."""
+    from bench.generation import backend_name
+
+    if backend_name(cfg.rollout_backend) != "vllm":
+        yield None
+        return
+    from bench.engine import Engine
+
+    longest = max(len(ids) for _, ids in prompts)
+    with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
+                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed) as engine:
+        yield engine
+
+
 @register("ppo")
 class Ppo:
     Config = PpoConfig
@@ -179,24 +238,29 @@ class Ppo:
 
     # ------------------------------------------------------------------ one iteration
     @torch.no_grad()
-    def rollout(self, policy, batch, tokenizer, cfg, iteration: int):
-        from transformers import GenerationConfig
-
+    def rollout(self, policy, batch, tokenizer, cfg, iteration: int, engine=None):
+        """Sample one response per prompt (greedy if ``temperature`` is 0); returns the padded sequences,
+        their attention mask, where responses start, the response mask and which responses ended."""
         query, qmask = _left_pad([ids for _, ids in batch], tokenizer.pad_token_id)
-        gen = GenerationConfig(do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                               max_new_tokens=cfg.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                               pad_token_id=tokenizer.pad_token_id)
-        torch.manual_seed(cfg.seed * 1_000_003 + iteration)  # resume-stable sampling
-        dev = policy.lm.device
-        out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
-        response = out[:, query.size(1):]
-        is_eos = response == tokenizer.eos_token_id
-        ended = is_eos.any(1)
-        length = torch.where(ended, is_eos.float().argmax(1) + 1, torch.full_like(ended, response.size(1), dtype=torch.long))
-        width = int(length.max())
-        response = response[:, :width]
-        mask = (torch.arange(width)[None] < length[:, None]).long()
-        response = torch.where(mask.bool(), response, tokenizer.pad_token_id)
+        eos = tokenizer.eos_token_id
+        seed = cfg.seed * 1_000_003 + iteration  # resume-stable sampling
+        if engine is not None:
+            responses = _engine_rollout(engine, [ids for _, ids in batch], cfg, eos, seed)
+        else:
+            from transformers import GenerationConfig
+
+            sample = cfg.temperature > 0
+            gen = GenerationConfig(do_sample=sample, temperature=cfg.temperature if sample else None,
+                                   top_k=0 if sample else None, top_p=1.0 if sample else None,
+                                   max_new_tokens=cfg.max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+            torch.manual_seed(seed)
+            dev = policy.lm.device
+            out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
+            responses = [_cut_at(row, eos) for row in out[:, query.size(1):].tolist()]
+        ended = torch.tensor([bool(r) and r[-1] == eos for r in responses])
+        width = max(1, max(map(len, responses)))
+        response = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in responses])
         seqs = torch.cat([query, response], 1)
         attn = torch.cat([qmask, mask], 1)
         return seqs, attn, query.size(1), mask.float(), ended
@@ -241,9 +305,11 @@ class Ppo:
                     stats[k].append(float(v.detach()))
         return {k: sum(v) / len(v) for k, v in stats.items()}
 
-    def iteration(self, policy, reward_fn, kl, optimizer, scheduler, batch, tokenizer, cfg, it: int) -> dict:
+    def iteration(self, policy, reward_fn, kl, optimizer, scheduler, batch, tokenizer, cfg, it: int,
+                  engine=None) -> dict:
         t0 = time.perf_counter()
-        seqs, attn, start, mask, ended = self.rollout(policy, batch, tokenizer, cfg, it)
+        sync = engine.load_state_dict(policy_weights(policy.lm)) if engine is not None else 0.0
+        seqs, attn, start, mask, ended = self.rollout(policy, batch, tokenizer, cfg, it, engine)
         t1 = time.perf_counter()
         response_ids = [seqs[b, start: start + int(mask[b].sum())].tolist() for b in range(len(seqs))]
         scores_rows = reward_fn([p for p, _ in batch], [ids for _, ids in batch], response_ids)
@@ -279,7 +345,8 @@ class Ppo:
             "value_mean": float(ppo_core.masked_mean(old["values"], mask)),
             **stats,
             "lr": scheduler.get_last_lr()[0],
-            "time_rollout": t1 - t0,
+            "time_sync": sync,
+            "time_rollout": t1 - t0 - sync,
             "time_scoring": t3 - t1,
             "time_reward": t2 - t1,
             "time_logprobs": t3 - t2,
@@ -315,16 +382,17 @@ class Ppo:
         schedule = PromptSchedule(prompts, cfg.seed)
         log_path = out / "ppo_log.jsonl"
         t0 = time.perf_counter()
-        for it in range(first, iterations):
-            record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
-                                    schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if (it + 1) % max(cfg.logging_steps, 1) == 0:
-                log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1, record["reward_mean"],
-                         record["kl"], record["response_length"], record["time_total"])
-            if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
-                self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
+        with rollout_engine(cfg, prompts) if first < iterations else contextlib.nullcontext() as engine:
+            for it in range(first, iterations):
+                record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
+                                        schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it, engine)
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if (it + 1) % max(cfg.logging_steps, 1) == 0:
+                    log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1, record["reward_mean"],
+                             record["kl"], record["response_length"], record["time_total"])
+                if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
+                    self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)
         atomic_write_json(out / "bench_run.json", {  # bench/atomic.py
             "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),

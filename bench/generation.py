@@ -29,6 +29,7 @@ from .atomic import atomic_write_json
 from .cache import content_key
 from .chat import render_prompt, template_hash
 from .data import DataError, EvalPrompt
+from .engine import cpu_vllm_env  # noqa: F401  (bench.serve imports it from here)
 
 log = logging.getLogger("bench.generation")
 
@@ -67,63 +68,41 @@ def stop_ids(tokenizer, model_dir: str) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def cpu_vllm_env() -> None:
-    """vllm-cpu defaults reserve one core and bind to core 0; use every core we have (cpu-stack.md)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    n = len(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}")
-    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-
-
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def _dist_version(*names: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    for n in names:
-        try:
-            return f"{n} {version(n)}"
-        except PackageNotFoundError:
-            continue
-    return "unknown"
-
-
 class VLLMBackend:
-    """vLLM offline batch generation. ``max_num_seqs`` bounds the sequences decoded together."""
+    """vLLM offline batch generation on an ``Engine`` (bench/engine.py), which may be shared between
+    checkpoints: the backend loads its checkpoint's weights into the engine before generating."""
 
     name = "vllm"
 
-    def __init__(self, model_dir: str, tokenizer, max_num_seqs: int = 256, max_model_len: int = 2048,
-                 gpu_memory_utilization: float | None = None):
-        import torch
+    def __init__(self, model_dir: str, tokenizer, engine=None, **options):
+        from .engine import Engine
 
-        cpu_vllm_env()
-        from vllm import LLM
-
-        self.version = _dist_version("vllm", "vllm-cpu")
+        self.own = engine is None
+        self.engine = Engine(model_dir, **options) if engine is None else engine
+        self.model_dir = model_dir
+        self.version = self.engine.version
         self.stop = stop_ids(tokenizer, model_dir)
-        on_gpu = torch.cuda.is_available()
-        self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
-                       gpu_memory_utilization=gpu_memory_utilization or (0.85 if on_gpu else 0.3),
-                       max_num_seqs=max_num_seqs, seed=0)
 
     def generate(self, prompts, sampling):
         from vllm import SamplingParams
 
+        self.engine.load(self.model_dir)
         params = SamplingParams(max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                                 top_p=sampling.top_p, seed=sampling.seed, stop_token_ids=self.stop, detokenize=False)
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         result = []
-        for p, o in zip(prompts, outs):
+        for p, o in zip(prompts, self.engine.generate(prompts, params)):
             c = o.outputs[0]
             ids = [t for t in c.token_ids if t not in self.stop]
             result.append(Completion(ids, len(p), "stop" if c.finish_reason == "stop" else "length"))
         return result
+
+    def close(self) -> None:
+        if self.own:
+            self.engine.close()
 
 
 class HFBackend:
@@ -177,10 +156,11 @@ def backend_name(requested: str = "auto") -> str:
     return requested
 
 
-def make_backend(name: str, model_dir: str, tokenizer, **options) -> Backend:
+def make_backend(name: str, model_dir: str, tokenizer, engine=None, **options) -> Backend:
+    """A backend for one checkpoint; a vLLM backend on ``engine`` reuses it instead of starting its own."""
     name = backend_name(name)
     if name == "vllm":
-        return VLLMBackend(model_dir, tokenizer, **options)
+        return VLLMBackend(model_dir, tokenizer, engine=engine, **options)
     return HFBackend(model_dir, tokenizer, **{k: v for k, v in options.items() if k == "batch_size"})
 
 
@@ -218,63 +198,110 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+class _Job:
+    """One checkpoint's share of the generate stage: its prompts, their keys, and the rows already written."""
+
+    def __init__(self, generator: str | None, model: str, out_dir, prompts: list[EvalPrompt], name: str,
+                 sampling: Sampling):
+        from .models import load_tokenizer, resolve
+
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model_dir = resolve(model)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        self.generator = generator or Path(self.model_dir).name
+        self.prompts, self.sampling = prompts, sampling
+        fingerprint = model_fingerprint(self.model_dir)
+        self.rendered = [render_prompt(self.tokenizer, p.prompt) for p in prompts]
+        self.keys = [content_key("generation", fingerprint, p.id, text, asdict(sampling), name)
+                     for p, text in zip(prompts, self.rendered)]
+        self.jsonl = self.out / "generations.jsonl"
+        previous = read_rows(self.jsonl)
+        self.done = {r.get("key"): r for r in previous}
+        if self.jsonl.exists() and len(self.jsonl.read_text().splitlines()) != len(previous):
+            _write_rows(self.jsonl, previous)  # drop a torn last line before appending
+        self.todo = [i for i, k in enumerate(self.keys) if k not in self.done]
+        self.new_tokens, self.seconds, self.version, self.engine_start = 0, 0.0, None, None
+
+    def run(self, engine: Backend, name: str, dataset: str, chunk: int) -> None:
+        """Generate the missing rows, appending each chunk (fsync'd) so a killed stage loses at most one chunk."""
+        started, tok, s = time.time(), self.tokenizer, self.sampling
+        self.version = engine.version
+        with open(self.jsonl, "a") as f:
+            for start in range(0, len(self.todo), chunk):
+                batch = self.todo[start:start + chunk]
+                ids = [tok(self.rendered[i], add_special_tokens=False)["input_ids"] for i in batch]
+                for i, c in zip(batch, engine.generate(ids, s)):
+                    p = self.prompts[i]
+                    row = dict(id=p.id, key=self.keys[i], instruction=instruction_text(p.prompt), prompt=p.prompt,
+                               output=tok.decode(c.token_ids, skip_special_tokens=True).strip(),
+                               generator=self.generator, dataset=p.dataset or dataset, prompt_tokens=c.prompt_tokens,
+                               output_tokens=len(c.token_ids), finish_reason=c.finish_reason, seed=s.seed,
+                               sampling=asdict(s), backend=name, backend_version=engine.version,
+                               template_hash=template_hash(tok), model=self.model_dir, token_ids=c.token_ids)
+                    self.done[row["key"]] = row
+                    self.new_tokens += len(c.token_ids)
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                log.info("%s: generated %d/%d", self.generator, min(start + chunk, len(self.todo)), len(self.todo))
+        self.seconds = time.time() - started
+
+    def finish(self, name: str, dataset: str) -> Path:
+        """Write model_outputs.json and generation_meta.json from the complete set of rows."""
+        rows = [self.done[k] for k in self.keys]
+        if len(self.done) != len(rows):  # rows left from other settings: rewrite so the file matches this run exactly
+            _write_rows(self.jsonl, rows)
+        alpaca = [dict(instruction=r["instruction"], output=r["output"], generator=r["generator"], dataset=r["dataset"])
+                  for r in rows]
+        atomic_write_json(self.out / "model_outputs.json", alpaca, ensure_ascii=False)
+        meta = dict(model=self.model_dir, generator=self.generator, dataset=dataset, n=len(rows),
+                    sampling=asdict(self.sampling), backend=name,
+                    backend_version=self.version or (rows[0]["backend_version"] if rows else None),
+                    template_hash=template_hash(self.tokenizer), generated_now=len(self.todo), new_tokens=self.new_tokens,
+                    seconds=round(self.seconds, 2), engine_start_seconds=self.engine_start,
+                    tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None)
+        atomic_write_json(self.out / "generation_meta.json", meta)
+        return self.out
+
+
+def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list[EvalPrompt], backend: str = "auto",
+                   sampling: Sampling = Sampling(), dataset: str = "", chunk: int = 256,
+                   backend_options: dict | None = None) -> list[Path]:
+    """Generate answers for every (generator, checkpoint, out_dir) job; returns the out_dirs.
+
+    With vLLM, one engine is started per group of checkpoints that share an ``engine_key`` and each
+    checkpoint's weights are swapped into it; the engine is shut down when its group is done, also on
+    errors. Finished rows are reused, so a re-run after a kill generates only what is missing.
+    """
+    name = backend_name(backend)
+    plans = [_Job(g, m, o, prompts, name, sampling) for g, m, o in jobs]
+    pending = [j for j in plans if j.todo]
+    for j in plans:
+        log.info("[generate] %s: %d of %d prompts already generated; %d to go (backend %s)", j.generator,
+                 len(prompts) - len(j.todo), len(prompts), len(j.todo), name)
+    if name == "vllm":
+        from .engine import Engine, engine_key
+
+        groups: dict[str, list[_Job]] = {}
+        for j in pending:
+            groups.setdefault(engine_key(j.model_dir, j.tokenizer), []).append(j)
+        for group in groups.values():
+            with Engine(group[0].model_dir, **(backend_options or {})) as engine:
+                for j in group:
+                    j.engine_start = round(engine.start_seconds, 2)
+                    j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)
+    else:
+        for j in pending:
+            j.run(make_backend(name, j.model_dir, j.tokenizer, **(backend_options or {})), name, dataset, chunk)
+    return [j.finish(name, dataset) for j in plans]
+
+
 def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, backend: str = "auto",
                   sampling: Sampling = Sampling(), generator: str | None = None, dataset: str = "",
                   chunk: int = 256, backend_options: dict | None = None) -> Path:
     """Generate answers for ``prompts`` into ``out_dir``, reusing every finished row; returns out_dir."""
-    from .models import load_tokenizer, resolve
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model_dir = resolve(model)
-    tokenizer = load_tokenizer(model_dir)
-    name = backend_name(backend)
-    generator = generator or Path(model_dir).name
-    fingerprint = model_fingerprint(model_dir)
-    rendered = [render_prompt(tokenizer, p.prompt) for p in prompts]
-    keys = [content_key("generation", fingerprint, p.id, text, asdict(sampling), name) for p, text in zip(prompts, rendered)]
-
-    jsonl = out / "generations.jsonl"
-    previous = read_rows(jsonl)
-    done = {r.get("key"): r for r in previous}
-    if jsonl.exists() and len(jsonl.read_text().splitlines()) != len(previous):  # drop a torn last line before appending
-        _write_rows(jsonl, previous)
-    todo = [i for i, k in enumerate(keys) if k not in done]
-    log.info("%d of %d prompts already generated; %d to go (backend %s)", len(prompts) - len(todo), len(prompts), len(todo), name)
-    started, new_tokens, version = time.time(), 0, None
-    if todo:
-        engine = make_backend(name, model_dir, tokenizer, **(backend_options or {}))
-        version = engine.version
-        with open(jsonl, "a") as f:
-            for start in range(0, len(todo), chunk):
-                batch = todo[start:start + chunk]
-                ids = [tokenizer(rendered[i], add_special_tokens=False)["input_ids"] for i in batch]
-                for i, c in zip(batch, engine.generate(ids, sampling)):
-                    p = prompts[i]
-                    row = dict(id=p.id, key=keys[i], instruction=instruction_text(p.prompt), prompt=p.prompt,
-                               output=tokenizer.decode(c.token_ids, skip_special_tokens=True).strip(),
-                               generator=generator, dataset=p.dataset or dataset, prompt_tokens=c.prompt_tokens,
-                               output_tokens=len(c.token_ids), finish_reason=c.finish_reason, seed=sampling.seed,
-                               sampling=asdict(sampling), backend=name, backend_version=engine.version,
-                               template_hash=template_hash(tokenizer), model=model_dir, token_ids=c.token_ids)
-                    done[row["key"]] = row
-                    new_tokens += len(c.token_ids)
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                log.info("generated %d/%d", min(start + chunk, len(todo)), len(todo))
-    elapsed = time.time() - started
-    rows = [done[k] for k in keys]
-    if len(done) != len(rows):  # rows left from other settings: rewrite so the file matches this run exactly
-        _write_rows(jsonl, rows)
-    alpaca = [dict(instruction=r["instruction"], output=r["output"], generator=r["generator"], dataset=r["dataset"]) for r in rows]
-    atomic_write_json(out / "model_outputs.json", alpaca, ensure_ascii=False)  # bench/atomic.py
-    meta = dict(model=model_dir, generator=generator, dataset=dataset, n=len(rows), sampling=asdict(sampling),
-                backend=name, backend_version=version or (rows[0]["backend_version"] if rows else None),
-                template_hash=template_hash(tokenizer), generated_now=len(todo), new_tokens=new_tokens,
-                seconds=round(elapsed, 2), tokens_per_s=round(new_tokens / elapsed, 2) if todo and elapsed else None)
-    atomic_write_json(out / "generation_meta.json", meta)
-    return out
+    return generate_evals([(generator, model, out_dir)], prompts, backend, sampling, dataset, chunk, backend_options)[0]
 
 
 def read_outputs(path: str | Path) -> list[dict]:

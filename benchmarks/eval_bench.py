@@ -54,6 +54,7 @@ def bench_generation(args) -> dict:
     dt = time.time() - t0
     n_small = sum(len(c.token_ids) for c in v_small)
     out["vllm_same_prompts_as_hf"] = {"prompts": args.hf_prompts, "generate_s": round(dt, 1), "tokens_per_s": round(n_small / dt, 1)}
+    vllm.close()  # shut the engine down: its processes hold the weights and the KV cache
     del vllm
     gc.collect()
 

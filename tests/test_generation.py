@@ -108,3 +108,121 @@ def test_vllm_and_hf_generate_the_same_greedy_tokens(tmp_path, tiny_model_dir):
     assert v[0]["backend"] == "vllm" and "vllm" in v[0]["backend_version"]
     assert [r["token_ids"] for r in v] == [r["token_ids"] for r in h]
     assert len({t for r in h for t in r["token_ids"]}) > 10  # the tiny model's output varies: a real comparison
+
+
+# ---------------------------------------------------------------- one engine, many checkpoints (bench/engine.py)
+ENGINE = dict(kv_cache_gb=0.25, max_model_len=512, max_num_seqs=8)  # a small KV cache: the machine is shared
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, smollm2_dir):
+    """Three tiny llamas of one shape with different weights, and a copy of the first under another path."""
+    import shutil
+
+    from bench.models import make_tiny_model
+
+    root = tmp_path_factory.mktemp("ckpts")
+    dirs = [str(make_tiny_model(root / name, tokenizer_from=smollm2_dir, seed=seed)) for seed, name in enumerate("abc")]
+    return dirs + [shutil.copytree(dirs[0], root / "a2")]
+
+
+def engine_children(before: set[int]) -> list:
+    """Processes started since ``before`` still running after 30 s (exited zombies and multiprocessing's
+    resource tracker do not count: an exited process has returned its memory)."""
+    import time
+
+    import psutil
+
+    def running(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    deadline = time.time() + 30
+    while True:
+        procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and running(p)]
+        if not procs or time.time() > deadline:
+            return procs
+        time.sleep(0.5)
+
+
+@pytest.mark.vllm
+def test_one_engine_swaps_checkpoints_resumes_and_shuts_down(tmp_path, checkpoints, monkeypatch):
+    """A -> B -> C -> A in one engine equals fresh engines / HF token for token; a stage killed in C resumes
+    with only C's missing prompts; the engine's processes are gone after the stage, also after the kill."""
+    import psutil
+
+    from bench.engine import Engine
+    from bench.generation import generate_evals
+
+    names = ["a", "b", "c", "a2"]
+    jobs = [(n, d, tmp_path / n) for n, d in zip(names, checkpoints)]
+    sampling = Sampling(max_new_tokens=20)
+    calls, real = [], Engine.generate
+
+    def generate(self, prompts, params):
+        calls.append((os.path.basename(self.loaded), len(prompts)))
+        if len(calls) == 6:  # C's second chunk: the stage dies here
+            raise KeyboardInterrupt
+        return real(self, prompts, params)
+
+    monkeypatch.setattr(Engine, "generate", generate)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(KeyboardInterrupt):
+        generate_evals(jobs, PROMPTS, "vllm", sampling, chunk=3, backend_options=ENGINE)
+    assert engine_children(before) == []  # shut down on the way out
+    assert calls == [("a", 3), ("a", 2), ("b", 3), ("b", 2), ("c", 3), ("c", 2)]
+    assert len(rows(tmp_path / "c")) == 3 and not (tmp_path / "a2").joinpath("generations.jsonl").exists()
+
+    calls.clear()
+    generate_evals(jobs, PROMPTS, "vllm", sampling, chunk=3, backend_options=ENGINE)
+    assert calls == [("c", 2), ("a2", 3), ("a2", 2)]  # only what was missing
+    assert engine_children(before) == []
+    swapped = {n: [r["token_ids"] for r in rows(tmp_path / n)] for n in names}
+    assert [r["id"] for r in rows(tmp_path / "c")] == [p.id for p in PROMPTS]
+    meta = json.loads((tmp_path / "c" / "generation_meta.json").read_text())
+    assert meta["engine_start_seconds"] > 0 and meta["generated_now"] == 2
+
+    # References: a fresh engine on B (swapped in second), HF generate on every checkpoint.
+    fresh_b = generate_eval(checkpoints[1], PROMPTS, tmp_path / "fresh_b", "vllm", sampling, backend_options=ENGINE)
+    assert [r["token_ids"] for r in rows(fresh_b)] == swapped["b"]
+    for n, d in zip(names, checkpoints):
+        hf = generate_eval(d, PROMPTS, tmp_path / f"hf_{n}", "hf", sampling)
+        assert [r["token_ids"] for r in rows(hf)] == swapped[n], n
+    assert swapped["a"] == swapped["a2"] != swapped["b"] != swapped["c"]  # no leak of the previous weights
+    assert len({t for ids in swapped["b"] for t in ids}) > 10
+
+
+@pytest.mark.vllm
+@pytest.mark.integration
+def test_smollm2_swap_equals_a_fresh_engine(tmp_path, smollm2_dir, tokenizer):
+    """The real model (tied embeddings, 30 layers): base -> perturbed -> base in one engine vs fresh engines."""
+    import torch
+
+    from bench.chat import prompt_ids
+    from bench.engine import Engine
+    from bench.models import load_model
+
+    model = load_model(smollm2_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02 * p.std())
+    model.save_pretrained(tmp_path / "perturbed")
+    tokenizer.save_pretrained(tmp_path / "perturbed")
+    del model
+    from vllm import SamplingParams
+
+    ids = [prompt_ids(tokenizer, user(q)) for q in ("Name three colours.", "Give me a tip for sleeping well.")]
+    params = SamplingParams(max_tokens=24, temperature=0, detokenize=False)
+    out = lambda e: [list(o.outputs[0].token_ids) for o in e.generate(ids, params)]  # noqa: E731
+    with Engine(smollm2_dir, **ENGINE) as engine:
+        base = out(engine)
+        engine.load(str(tmp_path / "perturbed"))
+        perturbed = out(engine)
+        engine.load(smollm2_dir)
+        back = out(engine)
+    with Engine(str(tmp_path / "perturbed"), **ENGINE) as engine:
+        fresh = out(engine)
+    assert perturbed == fresh and back == base and perturbed != base

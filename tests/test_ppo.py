@@ -105,7 +105,7 @@ def _run(cls, model, data, out, **kw):
 
     base = dict(model=model, data=data, output_dir=str(out), max_steps=8, rollout_batch=32, max_new_tokens=12,
                 batch_size=16, learning_rate=1e-3, lora_r=8, kl_coef=0.0, no_eos_penalty=0.0, val_fraction=0.0,
-                save_steps=4)
+                save_steps=4, rollout_backend="hf")
     cfg = build_config(cls.Config, [("test", {**base, **kw})])
     path = cls().run(cfg)
     return path, [json.loads(l) for l in (path / "ppo_log.jsonl").read_text().splitlines()]
@@ -149,6 +149,56 @@ def test_ppo_resumes_from_its_state(peaked_model, tmp_path):
     assert state["iteration"] == 2
     _, log = _run(Ppo, model_dir, data, out, reward_model="token-id:30", max_steps=4, save_steps=2, rollout_batch=8)
     assert [r["iteration"] for r in log] == [1, 2, 3, 4]
+
+
+def test_policy_weights_merge_lora_into_checkpoint_names(peaked_model, tmp_path):
+    """What PPO pushes into the rollout engine: the merged weights, named and shaped like the checkpoint."""
+    from safetensors.torch import load_file
+
+    from baselines.ppo import Ppo, policy_weights
+    from bench.config import build_config
+
+    model_dir, model = peaked_model
+    cfg = build_config(Ppo.Config, [("test", dict(model=model_dir, lora_r=4))])
+    policy = Ppo().build_policy(cfg)
+    with torch.no_grad():
+        for name, p in policy.lm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    state = policy_weights(policy.lm)
+    saved = load_file(f"{model_dir}/model.safetensors")
+    assert set(state) == set(saved) and all(state[k].shape == saved[k].shape for k in saved)
+    merged = policy.lm.merge_and_unload()
+    for k, v in merged.state_dict().items():
+        if k in state:
+            assert torch.allclose(state[k], v, atol=1e-6), k
+    assert not torch.equal(state["model.layers.0.self_attn.q_proj.weight"], saved["model.layers.0.self_attn.q_proj.weight"])
+
+
+@pytest.mark.vllm
+def test_vllm_rollouts_follow_the_policy_like_hf(peaked_model, tmp_path):
+    """Greedy PPO with rollouts through vLLM (weights pushed every iteration) logs the same rollouts as
+    with HF generate, while the policy changes under it (so a stale engine would show)."""
+    from baselines.ppo import Ppo
+
+    from bench import chat
+    from bench.models import load_tokenizer
+
+    model_dir, model = peaked_model
+    tok = load_tokenizer(model_dir)
+    q = torch.tensor([chat.prompt_ids(tok, [{"role": "user", "content": "Question 3: name a colour."}])])
+    greedy = model.generate(q, attention_mask=torch.ones_like(q), do_sample=False, max_new_tokens=12,
+                            pad_token_id=tok.pad_token_id)[0, q.size(1):]
+    target = collections.Counter(greedy.tolist()).most_common(1)[0][0]  # a reward greedy decoding already earns
+    data = _prompts_file(tmp_path)
+    kw = dict(reward_model=f"token-id:{target}", max_steps=3, rollout_batch=8, temperature=0.0, learning_rate=3e-3,
+              batch_size=8, rollout_kv_cache_gb=0.25)
+    _, hf = _run(Ppo, model_dir, data, tmp_path / "hf", **kw)
+    _, vl = _run(Ppo, model_dir, data, tmp_path / "vllm", **{**kw, "rollout_backend": "vllm"})
+    keys = ("reward_mean", "response_length", "ended_frac")
+    assert [[r[k] for k in keys] for r in vl] == [[r[k] for k in keys] for r in hf]
+    assert len({(r["reward_mean"], r["response_length"]) for r in hf}) > 1, hf  # the rollouts did change
+    assert all(r["time_sync"] > 0 for r in vl) and all(r["time_sync"] == 0 for r in hf)
 
 
 @pytest.mark.integration

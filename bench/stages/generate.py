@@ -57,16 +57,15 @@ def write_control(run: RunConfig, name: str, kind: str, prompts: list) -> None:
 
 
 def run(run: RunConfig) -> None:
+    """All checkpoints in one call, so vLLM starts one engine and swaps each checkpoint's weights into it."""
     from ..data import load
-    from ..generation import Sampling, generate_eval
+    from ..generation import Sampling, generate_evals
 
     prompts = load(run.eval_set, limit=run.eval_limit)
     for name, kind in run.controls_named().items():
         write_control(run, name, kind, prompts)
-    for policy, seed in run.units():
-        if policy in run.controls_named():
-            continue
-        log.info("[generate] %s%s on %d %s prompts", policy, "" if seed is None else f" seed {seed}", len(prompts),
-                 run.eval_set)
-        generate_eval(run.checkpoint(policy, seed), prompts, output_dir(run, policy, seed), run.generation_backend,
-                      Sampling(max_new_tokens=run.max_new_tokens), generator=policy, dataset=run.eval_set)
+    jobs = [(policy, run.checkpoint(policy, seed), output_dir(run, policy, seed))
+            for policy, seed in run.units() if policy not in run.controls_named()]
+    log.info("[generate] %d checkpoints on %d %s prompts", len(jobs), len(prompts), run.eval_set)
+    generate_evals(jobs, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens),
+                   dataset=run.eval_set)
