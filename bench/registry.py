@@ -27,13 +27,18 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """What a recipe's (or a judge's) YAML says: its name, module, description and default options."""
+    """What a recipe's (or a judge's) YAML says: its name, module, description and default options; for a recipe
+    also what ``bench run`` must know to place it: ``needs`` (the recipe whose checkpoint becomes its
+    ``reward_model``, trained first with the same seed) and ``policy`` (false: it trains a scorer, not a model that
+    answers prompts, so it is neither generated from nor judged)."""
 
     name: str
     module: str
     description: str
     yaml_path: Path
     defaults: dict
+    needs: str | None = None
+    policy: bool = True
 
 
 class Registry:
@@ -62,7 +67,11 @@ class Registry:
         for key in (self.kind, "module"):
             if not isinstance(doc, dict) or not isinstance(doc.get(key), str):
                 raise DataError(path, None, key, f"missing (a {self.kind} YAML needs '{self.kind}' and 'module')")
-        return PluginSpec(doc[self.kind], doc["module"], doc.get("description", ""), path, doc.get("config") or {})
+        for key, kind in (("needs", str), ("policy", bool)):
+            if key in doc and not isinstance(doc[key], kind):
+                raise DataError(path, None, key, f"expected {'a recipe name' if kind is str else 'true or false'}")
+        return PluginSpec(doc[self.kind], doc["module"], doc.get("description", ""), path, doc.get("config") or {},
+                          doc.get("needs"), doc.get("policy", True))
 
     def load(self, spec: PluginSpec) -> type:
         """Import the spec's module and return the class it registered."""

@@ -38,7 +38,10 @@ def test_budget_layers_in_documented_order(tmp_path):
 def test_reward_models_train_before_the_methods_that_need_them():
     run = RunConfig(methods=["sft", "fg-ppo", "ppo", "figa"], seeds=[0, 1], controls={"null": "", "positive": None})
     order = train_stage.order(run)
-    assert order == ["sft", "token-reward-model", "fg-ppo", "reward-model", "ppo", "figa"]
+    assert order == ["sft", "token-reward-model", "fg-ppo", "reward-model", "ppo", "figa"]  # from the YAMLs' needs
+    ablation = RunConfig(methods=["fg-ppo-terminal", "token-reward-model"])
+    assert train_stage.order(ablation) == ["token-reward-model", "fg-ppo-terminal"]
+    assert ablation.policies() == ["fg-ppo-terminal"]  # a reward model (policy: false) answers no prompts
     assert run.policies() == ["sft", "fg-ppo", "ppo", "figa"]
     assert run.units() == [("base", None), ("sft", 0), ("sft", 1), ("fg-ppo", 0), ("fg-ppo", 1), ("ppo", 0),
                            ("ppo", 1), ("figa", 0), ("figa", 1), ("null-control", None)]

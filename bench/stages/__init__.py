@@ -29,13 +29,13 @@ from pathlib import Path
 import yaml
 
 from . import generate, judge, report, suite, train
-from .config import BASE, REWARD_DEPENDENCIES, RunConfig, load_run_config
+from .config import BASE, RunConfig, load_run_config
 
 log = logging.getLogger("bench.run")
 
 STAGES = {m.NAME: m for m in (train, generate, judge, suite, report)}
 
-__all__ = ["BASE", "REWARD_DEPENDENCIES", "RunConfig", "STAGES", "fingerprint", "load_run_config", "run_all"]
+__all__ = ["BASE", "RunConfig", "STAGES", "fingerprint", "load_run_config", "run_all"]
 
 
 def _file_state(path: Path) -> list | None:

@@ -13,8 +13,6 @@ from ..config import load_yaml
 from ..data.errors import DataError
 
 BASE = "base"
-# Methods that need a reward model trained first, and the recipe that trains it.
-REWARD_DEPENDENCIES = {"ppo": "reward-model", "fg-ppo": "token-reward-model"}
 
 
 @dataclass
@@ -63,8 +61,11 @@ class RunConfig:
         return where if seed is None else where / f"seed-{seed}"
 
     def policies(self) -> list[str]:
-        """The trained methods that answer the eval prompts (reward models do not)."""
-        return [m for m in self.methods if m not in REWARD_DEPENDENCIES.values()]
+        """The trained methods that answer the eval prompts (reward models do not: ``policy: false``)."""
+        from ..registry import recipes
+
+        known = recipes()
+        return [m for m in self.methods if m not in known or known[m].policy]
 
     def controls_named(self) -> dict[str, str]:
         """{policy name: control kind} for the controls this run judges."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .config import REWARD_DEPENDENCIES, RunConfig
+from .config import RunConfig
 
 log = logging.getLogger("bench.run")
 
@@ -16,10 +16,13 @@ DEPENDS = ("model", "data", "methods", "budget", "method_options", "seeds")
 
 
 def order(run: RunConfig) -> list[str]:
-    """The methods, each reward model placed before the PPO method that needs it."""
+    """The methods, each reward model placed before the PPO method that needs it (its YAML's ``needs``)."""
+    from ..registry import recipes
+
+    known = recipes()
     out = []
     for m in run.methods:
-        dep = REWARD_DEPENDENCIES.get(m)
+        dep = known[m].needs if m in known else None
         if dep and dep not in out:
             out.append(dep)
         if m not in out:
@@ -41,8 +44,8 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
 
     spec, cls = registry.get(method)
     where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
-    if method in REWARD_DEPENDENCIES:
-        where["reward_model"] = run.checkpoint(REWARD_DEPENDENCIES[method], seed)
+    if spec.needs:
+        where["reward_model"] = run.checkpoint(spec.needs, seed)
     layers = [("run", where), ("run budget", run.budget),
               (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
     return cls, layered(cls, spec, layers), layers
