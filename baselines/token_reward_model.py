@@ -30,8 +30,9 @@ from bench.registry import register
 from bench.training import check_length, pad
 from bench.edits import edit_labels
 
-from .reward_model import (PairwiseRewardRecipe, RewardModel, RewardModelConfig, head_scores, pairwise_report,
-                           wilson_interval)
+from bench.reward_model import RewardModel
+
+from .reward_model import PairwiseRewardRecipe, RewardModelConfig, head_scores, pairwise_report, wilson_interval
 
 
 @dataclass

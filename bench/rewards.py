@@ -51,7 +51,7 @@ class ModelReward:
     policy's tokenizer and chat template (no decode/re-encode drift), through text otherwise."""
 
     def __init__(self, path: str, policy_tokenizer, dense: bool = True, normalize: bool = True, batch_size: int = 8):
-        from baselines.reward_model import load_reward_model
+        from .reward_model import load_reward_model
         from bench.chat import template_hash
 
         self.rm = load_reward_model(path)

@@ -80,7 +80,7 @@ def bench_ppo(work: Path, rm_path: str | None, prompts: int, new_tokens: int, it
         import torch
         from transformers import AutoModelForCausalLM
 
-        from baselines.reward_model import save_reward_model
+        from bench.reward_model import save_reward_model
         from bench.models import load_tokenizer, resolve
 
         src = resolve("smollm2-135m-instruct")

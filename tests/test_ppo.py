@@ -208,7 +208,7 @@ def test_ppo_smollm2_lora(smollm2_dir, tmp_path, recipe, kind):
     checkpoint format and the plugin path are what is under test), then the merged checkpoint loads."""
     from transformers import AutoModelForCausalLM
 
-    from baselines.reward_model import save_reward_model
+    from bench.reward_model import save_reward_model
     from bench import registry
     from bench.models import load_tokenizer
 

@@ -8,7 +8,8 @@ import random
 import pytest
 import torch
 
-from baselines.reward_model import SequenceRewardModel, load_reward_model, wilson_interval
+from baselines.reward_model import SequenceRewardModel, wilson_interval
+from bench.reward_model import load_reward_model
 from baselines.token_reward_model import TokenRewardModel, token_reward_loss
 from bench.config import build_config
 from bench.data import DataError

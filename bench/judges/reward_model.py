@@ -34,7 +34,7 @@ class RewardModelJudge(ScorerJudge):
     def __init__(self, path: str | None = None, batch_size: int = 8):
         if not path:
             raise KeyError("judge 'reward-model' needs a checkpoint: --judge-option path=DIR")
-        from baselines.reward_model import load_reward_model
+        from ..reward_model import load_reward_model
 
         from ..generation import model_fingerprint
         from ..models import resolve

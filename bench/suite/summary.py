@@ -98,8 +98,8 @@ def build_summary(entries, provenance: dict, config: dict, reward: float | None 
 
 def reward_from_model(reward_model: str, responses_file: str) -> float:
     """Mean reward-model score of a checkpoint's responses (JSONL/JSON with ``prompt`` and ``response``;
-    ``prompt`` is a chat message list or a user string). Needs ``baselines.reward_model``."""
-    from baselines.reward_model import load_reward_model
+    ``prompt`` is a chat message list or a user string). Uses ``bench.reward_model``."""
+    from bench.reward_model import load_reward_model
     from bench.data import DataError
     from bench.data.readers import read_rows, text_field
 
