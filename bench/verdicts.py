@@ -28,8 +28,9 @@ Calibration (``simulate_rejections``, 1000 A/A experiments of 100 prompts each; 
 called different at nominal 5 %, by seed-noise sd on the logit scale 0 / 0.15 / 0.3 / 0.6 (about 0, 3.5, 7, 14
 points of win rate): 2 seeds 3.9 / 6.8 / 11.6 / 13.5 %, 3 seeds 3.8 / 5.1 / 7.6 / 6.6 %, 5 seeds 3.2 / 4.5 /
 5.3 / 5.7 %; one seed (the prompt bootstrap, blind to seed noise) 5.0 / 9.6 / 24 / 48 %. Two seeds cannot
-measure their own spread; and when two seeds differ by chance, df falls towards 1 and even large differences
-lose significance: use 3 seeds where a verdict matters.
+measure their own spread; and when seeds differ by chance, df falls towards S-1 and even large differences
+lose significance: the power to find a true 10-point difference (seed sd 0.15) is 32 % with 2 or 3 seeds, no
+better than one seed's 32 % (which pays for it with 9.6 % false positives), and 54 % with 5.
 
 Multiple pairs: Holm's step-down correction over the family of all pairs, controls included (one family per
 metric). Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference of a
