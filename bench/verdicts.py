@@ -15,8 +15,8 @@ computed under those weights. With one seed the weights are the prompt counts: t
 Two small-sample corrections, both from the two-way ANOVA (seeds x prompts) of the preferences (of the
 paired differences, for a pair): mean squares MS_seed, MS_prompt, MS_error.
 - kappa: plain seed resampling (kappa = 1, Owen's "pigeonhole" bootstrap) counts the seed x prompt noise
-  about three times; in the A/A simulation below it called 0-1 % of A/A pairs different at nominal 5 % when
-  the seed noise was small. kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1,
+  about three times; in the A/A simulation below it called 1.0 % (2 seeds) and 0.7 % (3 seeds) of A/A pairs
+  different at nominal 5 % without seed noise, 3.2 % and 1.5 % at seed sd 0.15 (600 experiments each). kappa^2 = S/(S-1) * max(0, MS_seed - MS_error) / (MS_seed + MS_error), at most 1,
   makes the seed resampling contribute the between-seed variance the ANOVA estimates.
 - df: that variance rests on S-1 degrees of freedom, so the standard error has Satterthwaite's df from
   MS_prompt (n-1), MS_seed (S-1) and MS_error ((S-1)(n-1)) when the seed term is positive (n-1 when it is
@@ -28,8 +28,9 @@ Calibration (``simulate_rejections``, 1000 A/A experiments of 100 prompts each; 
 called different at nominal 5 %, by seed-noise sd on the logit scale 0 / 0.15 / 0.3 / 0.6 (about 0, 3.5, 7, 14
 points of win rate): 2 seeds 3.9 / 6.8 / 11.6 / 13.5 %, 3 seeds 3.8 / 5.1 / 7.6 / 6.6 %, 5 seeds 3.2 / 4.5 /
 5.3 / 5.7 %; one seed (the prompt bootstrap, blind to seed noise) 5.0 / 9.6 / 24 / 48 %. Two seeds cannot
-measure their own spread; and when two seeds differ by chance, df falls towards 1 and even large differences
-lose significance: use 3 seeds where a verdict matters.
+measure their own spread; and when seeds differ by chance, df falls towards S-1 and even large differences
+lose significance: the power to find a true 10-point difference (seed sd 0.15) is 32 % with 2 or 3 seeds, no
+better than one seed's 32 % (which pays for it with 9.6 % false positives), and 54 % with 5.
 
 Multiple pairs: Holm's step-down correction over the family of all pairs, controls included (one family per
 metric). Tiers (``TIER_RULE``) replace a ranking by point estimates. The minimum detectable difference of a
