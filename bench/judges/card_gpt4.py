@@ -94,25 +94,31 @@ def figures(pairs: list[GPT4Pair], preds: dict[str, np.ndarray], folds: np.ndarr
 
 
 def null_outputs(instruction: str, reference: str, junk: str) -> dict[str, str]:
+    """The null outputs judged against ``reference``. The reference cut to its first sentence is left out where
+    the reference is one sentence (the cut would be the reference itself, and a tie is the right verdict)."""
     from ..metrics import NULL_OUTPUTS
     from .mimic_gpt4 import _first_sentence
 
     empty, idk, refusal = NULL_OUTPUTS
-    return {"empty": empty, "i_dont_know": idk, "refusal": refusal, "instruction_echo": instruction,
-            "one_token_repeated": " ".join(["the"] * 200), "adversarial_junk": junk,
-            "reference_first_sentence": _first_sentence(reference)}
+    nulls = {"empty": empty, "i_dont_know": idk, "refusal": refusal, "instruction_echo": instruction,
+             "one_token_repeated": " ".join(["the"] * 200), "adversarial_junk": junk}
+    cut = _first_sentence(reference).strip()
+    if cut != reference.strip():
+        nulls["reference_first_sentence"] = cut
+    return nulls
 
 
 def null_battery(predict: Predictor, prompts: list[tuple[int, str, str]], junk: str) -> dict:
     """Each null output judged against the reference on every prompt (id, instruction, reference): the share of
     prompts on which it loses (a tie is not a loss). Passed when every one loses on >= 98% of prompts."""
-    rows = {label: [] for label in null_outputs("", "", junk)}
+    rows: dict[str, list[GPT4Pair]] = {}
     for iid, instruction, reference in prompts:
         for label, text in null_outputs(instruction, reference, junk).items():
-            rows[label].append(GPT4Pair("null", iid, instruction, label, text, reference, 0.0, True))
+            rows.setdefault(label, []).append(GPT4Pair("null", iid, instruction, label, text, reference, 0.0, True))
     rates = {label: round(float(np.mean(predict(pairs) < 0.5)), 4) for label, pairs in rows.items()}
     worst = min(rates.values())
-    return {"prompts": len(prompts), "passed": bool(worst >= NULL_PASS), "worst_loss_rate": worst, "outputs": rates}
+    return {"prompts": len(prompts), "prompts_per_output": {label: len(pairs) for label, pairs in rows.items()},
+            "passed": bool(worst >= NULL_PASS), "worst_loss_rate": worst, "outputs": rates}
 
 
 def cross_validate(pairs: list[GPT4Pair], train: Callable[[list[GPT4Pair]], Predictor], k: int = 3, seed: int = 0,
@@ -159,7 +165,8 @@ def measure(name: str, pairs: list[GPT4Pair], train: Callable[[list[GPT4Pair]], 
         card["null_battery_cv"][set_name] = {
             "prompts": sum(b["prompts"] for b in per_fold), "passed": all(b["passed"] for b in per_fold),
             "worst_loss_rate": min(b["worst_loss_rate"] for b in per_fold),
-            "outputs": {label: min(b["outputs"][label] for b in per_fold) for label in per_fold[0]["outputs"]}}
+            "outputs": {label: min(b["outputs"][label] for b in per_fold if label in b["outputs"])
+                        for label in dict.fromkeys(k for b in per_fold for k in b["outputs"])}}
     for column, prompts in unseen.items():
         card["null_battery"][column] = null_battery(shipped, prompts, junk)
     return card

@@ -93,18 +93,26 @@ def _first_sentence(text: str) -> str:
 
 
 def degenerate_pairs(pairs: list[GPT4Pair], n: int, seed: int = 0) -> list[GPT4Pair]:
-    """Constructed certain losers against the reference, built from the given (training) rows only: a good
-    answer's first sentence, its first few words, one of its words repeated, its instruction echoed back, and a
-    short evasive reply. The judge card's null battery uses its own strings on prompts never trained on."""
+    """Constructed certain losers, built from the given (training) rows only: a good answer's first sentence,
+    its first few words, one of its words repeated, its instruction echoed back, and a short evasive reply.
+
+    Each loses against the reference; the evasive replies lose half the time against a short winning answer
+    instead (a number, a word, one line), because the kit has few short references and a length-led judge
+    otherwise lets "I cannot say." beat "43". The judge card's null battery uses its own strings on prompts
+    never trained on."""
     rng = random.Random(seed)
     good = [p for p in pairs if p.label >= 0.5 and not p.adversarial and len(p.output) > 40]
+    short = [p for p in pairs if p.label >= 0.5 and not p.adversarial and 0 < len(p.output.strip()) <= 80]
     evasive = ["Sorry, I am unable to answer that.", "I am not sure.", "No comment.", "I cannot say.", "Maybe.",
-               "Unfortunately I can't do this.", "That depends.", "Please ask something else.", "?", "..."]
+               "Unfortunately I can't do this.", "That depends.", "Please ask something else.", "?", "...",
+               "I apologize, but I cannot assist with this request.", "I have no idea.", "Not sure, sorry.",
+               "As an AI, I am not able to do that.", "I do not know the answer."]
     out = []
     for i in range(n):
         p = rng.choice(good)
         toks = p.output.split()
         kind = i % 5
+        winner = p.reference
         if kind == 0:
             text = _first_sentence(p.output)
         elif kind == 1:
@@ -115,7 +123,10 @@ def degenerate_pairs(pairs: list[GPT4Pair], n: int, seed: int = 0) -> list[GPT4P
             text = p.instruction
         else:
             text = rng.choice(evasive)
-        out.append(GPT4Pair(p.set, p.instruction_id, p.instruction, f"degenerate-{kind}", text, p.reference, 0.0, True))
+            if short and rng.random() < 0.5:
+                p = rng.choice(short)
+                winner = p.output.strip()
+        out.append(GPT4Pair(p.set, p.instruction_id, p.instruction, f"degenerate-{kind}", text, winner, 0.0, True))
     return out
 
 
