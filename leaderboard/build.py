@@ -95,7 +95,7 @@ def _row(name: str, m: dict, v: dict | None, run: dict) -> dict:
     if name in head:
         vs = {"diff": head[name]["win_rate"]["value"], "ci": head[name]["win_rate"]["ci95"],
               "p_holm": head[name]["win_rate"].get("p_holm")}
-    else:  # controls: a difference vs base with its interval, outside the Holm family of the headline pairs
+    else:  # a row outside the headline pairs (the controls): its difference vs base has no Holm p
         vs = {"p_holm": None, **m["vs_base"]} if m.get("vs_base") else None
     suite = m.get("suite") or {}
     figa = suite.get("figa_avg")

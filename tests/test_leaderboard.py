@@ -104,6 +104,14 @@ def test_headline_pairs_mdd_and_aa_are_shown(tmp_path):
     assert f"{v['aa']['different']} of {v['aa']['comparisons']} came out different" in page
 
 
+def test_controls_show_their_difference_vs_base_without_a_holm_p(tmp_path):
+    d = doc()
+    d["methods"]["positive"]["vs_base"] = {"diff": 0.77, "ci": [0.7, 0.84]}  # as the report stage writes it
+    page = page_of(tmp_path, d)
+    row = page[page.index('<td class="name">positive <span class="tag">positive control'):]
+    assert "+77.0" in row[:row.index("</tr>")] and "[70.0, 84.0]" in row[:row.index("</tr>")]
+
+
 def test_unvalidated_judge_turns_every_win_rate_red_with_the_reason(tmp_path):
     page = page_of(tmp_path, doc(validated=False))
     assert "agreement 0.52 below the 0.60 gate" in page and "Judge not validated" in page

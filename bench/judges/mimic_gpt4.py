@@ -101,8 +101,9 @@ def degenerate_pairs(pairs: list[GPT4Pair], n: int, seed: int = 0) -> list[GPT4P
     otherwise lets "I cannot say." beat "43". The judge card's null battery uses its own strings on prompts
     never trained on."""
     rng = random.Random(seed)
-    good = [p for p in pairs if p.label >= 0.5 and not p.adversarial and len(p.output) > 40]
-    short = [p for p in pairs if p.label >= 0.5 and not p.adversarial and 0 < len(p.output.strip()) <= 80]
+    winners = [p for p in pairs if p.label >= 0.5 and not p.adversarial]
+    good = [p for p in winners if len(p.output) > 40]
+    short = [p for p in winners if 0 < len(p.output.strip()) <= 80]
     evasive = ["Sorry, I am unable to answer that.", "I am not sure.", "No comment.", "I cannot say.", "Maybe.",
                "Unfortunately I can't do this.", "That depends.", "Please ask something else.", "?", "...",
                "I apologize, but I cannot assist with this request.", "I have no idea.", "Not sure, sorry.",
