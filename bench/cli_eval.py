@@ -57,7 +57,11 @@ def _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, tempe
     from .data import EvalPrompt, load
     from .generation import Sampling, backend_name, generate_eval
     from .models import resolve
+    from .validate import check_generate_options
 
+    check_generate_options(model, eval_set, output_dir, backend, limit=limit, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, seed=seed, max_num_seqs=max_num_seqs,
+                           batch_size=batch_size)
     prompts = load(eval_set, limit=limit)
     if not isinstance(prompts[0], EvalPrompt):
         from .data import DataError

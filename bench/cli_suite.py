@@ -72,6 +72,12 @@ def suite(
     from .suite import SuiteConfig, run_suite
     from .suite.summary import reward_from_model
 
+    from .validate import check_model, check_option, int_at_least, positive
+
+    check_option("--limit", limit, positive())
+    check_option("--batch-size", batch_size, int_at_least(1))
+    if not backend.startswith(("http://", "https://")) and backend != "endpoint":
+        check_model(checkpoint, "CHECKPOINT")
     if backend.startswith(("http://", "https://")):
         backend, url = "endpoint", backend
     if (reward_model is None) != (responses is None):

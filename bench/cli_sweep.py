@@ -26,7 +26,7 @@ def sweep_command(
     method's validation objective, and write sweeps/<recipe>.yaml beside the recipe (reused by bench train/run)."""
     from . import registry
     from .config import parse_overrides
-    from .pipeline import load_run_config
+    from .stages import load_run_config
     from .sweep import sweep
 
     run = load_run_config(config or DEFAULT_RUN)
@@ -34,7 +34,9 @@ def sweep_command(
     try:
         rates = [float(x) for x in lrs.split(",") if x.strip()]
     except ValueError:
-        raise typer.BadParameter(f"--lrs expects numbers separated by commas, got '{lrs}'") from None
+        rates = []
+    if not rates or not all(0 < r < float("inf") for r in rates):
+        raise typer.BadParameter(f"--lrs expects positive numbers separated by commas, got '{lrs}'")
     layers = [("run", {"model": run.model, "data": run.data}), ("run budget", run.budget),
               (f"method_options.{recipe}", run.method_options.get(recipe, {})),
               ("--set", parse_overrides(set_ or []))]

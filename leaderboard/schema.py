@@ -121,6 +121,9 @@ def load(path: Path) -> dict:
 
 def load_runs(root: Path) -> list[dict]:
     """Every ``results.json`` under ``root``, newest first."""
+    if not Path(root).is_dir():
+        raise ResultsError(root, None, "not a directory of runs (expected the folder that holds each run's "
+                                       "results.json, e.g. results/runs)")
     runs = []
     for path in sorted(Path(root).rglob("results.json")):
         doc = load(path)
