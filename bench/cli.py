@@ -179,6 +179,8 @@ def run_pipeline(
     force: Annotated[bool, typer.Option(help="re-run the stage(s) even when nothing they depend on changed")] = False,
     allow_unvalidated_judge: Annotated[bool, typer.Option(
         help="judge even with a judge whose card is missing or fails its null battery (numbers marked red)")] = False,
+    allow_template_change: Annotated[bool, typer.Option(
+        help="generate with checkpoints whose chat template changed since training (recorded in the results)")] = False,
 ):
     """The whole comparison: train every method on the same budget, generate, judge, benchmark, report.
     Every stage resumes: finished work is read back, not redone; a stage whose inputs did not change is skipped."""
@@ -191,6 +193,8 @@ def run_pipeline(
     overrides = parse_overrides(set_ or [])
     if allow_unvalidated_judge:
         overrides["allow_unvalidated_judge"] = True
+    if allow_template_change:
+        overrides["allow_template_change"] = True
     run = load_run_config(config or default, overrides)
     page = run_all(run, None if stage == "all" else [stage], force=force)
     console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))

@@ -53,7 +53,7 @@ def _judge(name: str, options: list[str] | None):
 
 
 def _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, temperature, top_p, seed, max_num_seqs,
-              batch_size, generator) -> Path:
+              batch_size, generator, allow_template_change=False) -> Path:
     from .data import EvalPrompt, load
     from .generation import Sampling, backend_name, generate_eval
     from .models import resolve
@@ -72,7 +72,8 @@ def _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, tempe
     name = backend_name(backend)
     options = {"max_num_seqs": max_num_seqs} if name == "vllm" else {"batch_size": batch_size}
     sampling = Sampling(max_new_tokens, temperature, top_p, seed)
-    return generate_eval(model, prompts, out, name, sampling, generator, eval_set, backend_options=options)
+    return generate_eval(model, prompts, out, name, sampling, generator, eval_set, backend_options=options,
+                         allow_template_change=allow_template_change)
 
 
 _GEN_OPTIONS = dict(
@@ -87,6 +88,8 @@ _GEN_OPTIONS = dict(
     max_num_seqs=typer.Option(help="vLLM: sequences decoded together"),
     batch_size=typer.Option(help="HF: prompts per generate call"),
     generator=typer.Option(help="name recorded in the outputs (default: checkpoint directory name)"),
+    allow_template_change=typer.Option(help="generate even if the checkpoint's chat template changed since training "
+                                            "(recorded in generation_meta.json)"),
 )
 
 
@@ -105,10 +108,11 @@ def generate(
     max_num_seqs: Annotated[int, _GEN_OPTIONS["max_num_seqs"]] = 256,
     batch_size: Annotated[int, _GEN_OPTIONS["batch_size"]] = 16,
     generator: Annotated[Optional[str], _GEN_OPTIONS["generator"]] = None,
+    allow_template_change: Annotated[bool, _GEN_OPTIONS["allow_template_change"]] = False,
 ):
     """Answer an eval set's prompts with a checkpoint (its own chat template). Re-running resumes."""
     out = _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, temperature, top_p, seed, max_num_seqs,
-                    batch_size, generator)
+                    batch_size, generator, allow_template_change)
     meta = json.loads((out / "generation_meta.json").read_text())
     console.print(f"[bold green]outputs:[/] {out / 'model_outputs.json'} ({meta['n']} answers, {meta['generated_now']} new, "
                   f"backend {meta['backend_version']}" + (f", {meta['tokens_per_s']} tokens/s)" if meta["tokens_per_s"] else ")"))
@@ -238,12 +242,14 @@ def eval_(
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report here")] = None,
     allow_unvalidated_judge: AllowUnvalidated = False,
+    allow_template_change: Annotated[bool, _GEN_OPTIONS["allow_template_change"]] = False,
 ):
     """Generate (greedy) with a checkpoint and judge the answers against a reference, in one go."""
     from .judges.gate import require_validated
 
     require_validated(judge, allow_unvalidated_judge)  # refuse before spending time on generation
-    out = _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, 0.0, 1.0, 0, max_num_seqs, 16, None)
+    out = _generate(model, eval_set, output_dir, backend, limit, max_new_tokens, 0.0, 1.0, 0, max_num_seqs, 16, None,
+                    allow_template_change)
     _judge_and_report([str(out)], against, judge, judge_option, n_boot, 0,
                       json_out or out / f"eval_{_slug(judge)}_vs_{_slug(against)}.json", limit, allow_unvalidated_judge)
 

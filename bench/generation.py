@@ -198,17 +198,34 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+def check_template(model_dir: str, tokenizer, allow_change: bool = False) -> dict | None:
+    """A checkpoint answers in the chat template it was trained with: refuse one whose template changed since
+    (its ``bench_run.json`` records the hash), unless ``allow_change``; then return {trained, now} to record."""
+    record = Path(model_dir) / "bench_run.json"
+    trained = json.loads(record.read_text()).get("chat_template_hash") if record.exists() else None
+    now = template_hash(tokenizer)
+    if trained is None or trained == now:
+        return None
+    if not allow_change:
+        raise DataError(record, None, "chat_template_hash", f"the checkpoint was trained with chat template {trained} "
+                        f"but its tokenizer now has {now}: generating with another template measures another "
+                        "model; restore the template, or pass --allow-template-change (recorded in the results)")
+    log.warning("%s: chat template changed since training (%s -> %s); allowed and recorded", model_dir, trained, now)
+    return {"trained": trained, "now": now}
+
+
 class _Job:
     """One checkpoint's share of the generate stage: its prompts, their keys, and the rows already written."""
 
     def __init__(self, generator: str | None, model: str, out_dir, prompts: list[EvalPrompt], name: str,
-                 sampling: Sampling):
+                 sampling: Sampling, allow_template_change: bool = False):
         from .models import load_tokenizer, resolve
 
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model_dir = resolve(model)
         self.tokenizer = load_tokenizer(self.model_dir)
+        self.template_changed = check_template(self.model_dir, self.tokenizer, allow_template_change)
         self.generator = generator or Path(self.model_dir).name
         self.prompts, self.sampling = prompts, sampling
         fingerprint = model_fingerprint(self.model_dir)
@@ -258,7 +275,8 @@ class _Job:
         meta = dict(model=self.model_dir, generator=self.generator, dataset=dataset, n=len(rows),
                     sampling=asdict(self.sampling), backend=name,
                     backend_version=self.version or (rows[0]["backend_version"] if rows else None),
-                    template_hash=template_hash(self.tokenizer), generated_now=len(self.todo), new_tokens=self.new_tokens,
+                    template_hash=template_hash(self.tokenizer), template_changed=self.template_changed,
+                    generated_now=len(self.todo), new_tokens=self.new_tokens,
                     seconds=round(self.seconds, 2), engine_start_seconds=self.engine_start,
                     tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None)
         atomic_write_json(self.out / "generation_meta.json", meta)
@@ -267,7 +285,7 @@ class _Job:
 
 def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list[EvalPrompt], backend: str = "auto",
                    sampling: Sampling = Sampling(), dataset: str = "", chunk: int = 256,
-                   backend_options: dict | None = None) -> list[Path]:
+                   backend_options: dict | None = None, allow_template_change: bool = False) -> list[Path]:
     """Generate answers for every (generator, checkpoint, out_dir) job; returns the out_dirs.
 
     With vLLM, one engine is started per group of checkpoints that share an ``engine_key`` and each
@@ -275,7 +293,7 @@ def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list
     errors. Finished rows are reused, so a re-run after a kill generates only what is missing.
     """
     name = backend_name(backend)
-    plans = [_Job(g, m, o, prompts, name, sampling) for g, m, o in jobs]
+    plans = [_Job(g, m, o, prompts, name, sampling, allow_template_change) for g, m, o in jobs]
     pending = [j for j in plans if j.todo]
     for j in plans:
         log.info("[generate] %s: %d of %d prompts already generated; %d to go (backend %s)", j.generator,
@@ -299,9 +317,10 @@ def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list
 
 def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, backend: str = "auto",
                   sampling: Sampling = Sampling(), generator: str | None = None, dataset: str = "",
-                  chunk: int = 256, backend_options: dict | None = None) -> Path:
+                  chunk: int = 256, backend_options: dict | None = None, allow_template_change: bool = False) -> Path:
     """Generate answers for ``prompts`` into ``out_dir``, reusing every finished row; returns out_dir."""
-    return generate_evals([(generator, model, out_dir)], prompts, backend, sampling, dataset, chunk, backend_options)[0]
+    return generate_evals([(generator, model, out_dir)], prompts, backend, sampling, dataset, chunk, backend_options,
+                          allow_template_change)[0]
 
 
 def read_outputs(path: str | Path) -> list[dict]:

@@ -344,6 +344,7 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("suite_backend", run.suite_backend in SUITE_BACKENDS[:3], "one of " + ", ".join(SUITE_BACKENDS[:3]))
     need("suite_all_seeds", isinstance(run.suite_all_seeds, bool), "true or false")
     need("allow_unvalidated_judge", isinstance(run.allow_unvalidated_judge, bool), "true or false")
+    need("allow_template_change", isinstance(run.allow_template_change, bool), "true or false")
 
 
 def check_recipe_configs(configs: list[tuple[str, object, list]], model: str) -> None:

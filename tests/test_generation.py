@@ -226,3 +226,25 @@ def test_smollm2_swap_equals_a_fresh_engine(tmp_path, smollm2_dir, tokenizer):
     with Engine(str(tmp_path / "perturbed"), **ENGINE) as engine:
         fresh = out(engine)
     assert perturbed == fresh and back == base and perturbed != base
+
+
+def test_a_checkpoint_whose_chat_template_changed_is_refused_unless_allowed(tmp_path, tiny_model_dir):
+    import shutil
+
+    from bench.chat import template_hash
+    from bench.models import load_tokenizer
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_model_dir, ckpt)
+    trained = template_hash(load_tokenizer(str(ckpt)))
+    (ckpt / "bench_run.json").write_text(json.dumps({"chat_template_hash": trained}))
+    generate_eval(str(ckpt), PROMPTS[:1], tmp_path / "same", "hf", Sampling(max_new_tokens=2))  # unchanged: fine
+    (ckpt / "bench_run.json").write_text(json.dumps({"chat_template_hash": "0123456789abcdef"}))
+    with pytest.raises(DataError) as e:
+        generate_eval(str(ckpt), PROMPTS[:1], tmp_path / "refused", "hf", Sampling(max_new_tokens=2))
+    assert "bench_run.json" in str(e.value) and "--allow-template-change" in str(e.value)
+    assert not (tmp_path / "refused" / "generations.jsonl").exists()
+    out = generate_eval(str(ckpt), PROMPTS[:1], tmp_path / "allowed", "hf", Sampling(max_new_tokens=2),
+                        allow_template_change=True)
+    meta = json.loads((out / "generation_meta.json").read_text())
+    assert meta["template_changed"] == {"trained": "0123456789abcdef", "now": trained}

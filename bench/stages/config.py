@@ -33,6 +33,7 @@ class RunConfig:
     judge: str = "local-rm"
     judge_options: dict = field(default_factory=dict)
     allow_unvalidated_judge: bool = False  # judge with a judge whose card fails (its numbers are marked so)
+    allow_template_change: bool = False  # generate with a checkpoint whose chat template changed since training
     # Judged beside the methods: a constant answer that must land in the bottom tier, and an eval set whose
     # reference answers are known to beat this run's reference (e.g. GPT-4-turbo vs davinci-003), the top tier.
     controls: dict = field(default_factory=lambda: {"null": "I don't know.", "positive": None})

@@ -11,7 +11,8 @@ from .config import BASE, RunConfig
 log = logging.getLogger("bench.run")
 
 NAME = "generate"
-DEPENDS = ("model", "methods", "seeds", "eval_set", "eval_limit", "max_new_tokens", "generation_backend", "controls")
+DEPENDS = ("model", "methods", "seeds", "eval_set", "eval_limit", "max_new_tokens", "generation_backend", "controls",
+           "allow_template_change")
 
 
 def output_dir(run: RunConfig, name: str, seed: int | None = None) -> Path:
@@ -68,4 +69,4 @@ def run(run: RunConfig) -> None:
             for policy, seed in run.units() if policy not in run.controls_named()]
     log.info("[generate] %d checkpoints on %d %s prompts", len(jobs), len(prompts), run.eval_set)
     generate_evals(jobs, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens),
-                   dataset=run.eval_set)
+                   dataset=run.eval_set, allow_template_change=run.allow_template_change)

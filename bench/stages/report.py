@@ -92,7 +92,17 @@ def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -
             "train": _train_summary(run, name, first) if first is not None else None,
             "winrate": _winrate(name, _read(judged_path(run, name, first)), verdicts),
             "vs_base": _vs_base(name, verdicts),
-            "suite": None if control else _suite(_read(summary_path(run, name, first)))}
+            "suite": None if control else _suite(_read(summary_path(run, name, first))),
+            "template_changed": _template_changes(run, name, seeds)}
+
+
+def _template_changes(run: RunConfig, name: str, seeds: list[int | None]) -> dict | None:
+    """{seed: {trained, now}} for checkpoints generated under ``allow_template_change`` with another template."""
+    from .generate import output_dir
+
+    metas = {str(s): _read(output_dir(run, name, s) / "generation_meta.json") or {} for s in seeds}
+    changed = {s: m["template_changed"] for s, m in metas.items() if m.get("template_changed")}
+    return changed or None
 
 
 def _controls(run: RunConfig) -> dict:
