@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from bench import chat, data, models
 from bench.config import TrainConfig
+from bench.logprobs import next_token_logprobs
 from bench.registry import register
 from bench.training import OfflineRecipe, check_length, output_dir, pad
 
@@ -40,8 +41,7 @@ class DpoConfig(TrainConfig):
 
 def sequence_logps(model, input_ids, attention_mask, response_mask) -> torch.Tensor:
     """Sum of log p(token) over positions where ``response_mask`` is 1 (each token given its prefix)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    token_logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    token_logps = next_token_logprobs(model(input_ids=input_ids, attention_mask=attention_mask).logits, input_ids)
     return (token_logps * response_mask[:, 1:]).sum(-1)
 
 

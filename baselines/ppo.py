@@ -40,7 +40,9 @@ import torch
 from bench import chat, data, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
+from bench.logprobs import gather_logprobs
 from bench.registry import register
+from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
 from bench.training import already_trained, apply_lora, fingerprint, output_dir
 
 log = logging.getLogger("bench.ppo")
@@ -111,16 +113,9 @@ class PolicyWithValue(torch.nn.Module):
         else:
             out = self.lm(**kw)
         logits = out.logits[:, :-1].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, seqs[:, start:, None]).squeeze(-1)
+        logp = gather_logprobs(logits, seqs[:, start:])
         v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
         return logp, v, logits
-
-
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
-    return ids, mask
 
 
 def _trim(seqs, attn, start):
@@ -128,75 +123,6 @@ def _trim(seqs, attn, start):
     first = int((attn[:, :start].sum(0) > 0).nonzero()[0]) if attn[:, :start].any() else start - 1
     first = min(first, start - 1)
     return seqs[:, first:], attn[:, first:], start - first
-
-
-class PromptSchedule:
-    """Deterministic prompt order: a seeded permutation per pass, so iteration i always gets the same
-    prompts and a resumed run continues exactly where it stopped."""
-
-    def __init__(self, prompts: list, seed: int):
-        self.prompts, self.seed = prompts, seed
-
-    def batch(self, iteration: int, size: int) -> list:
-        out = []
-        for k in range(iteration * size, (iteration + 1) * size):
-            epoch, i = divmod(k, len(self.prompts))
-            order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed + epoch))
-            out.append(self.prompts[int(order[i])])
-        return out
-
-
-def _cut_at(row: list[int], eos: int) -> list[int]:
-    """A response up to and including its first end-of-turn token (all of it if it never ended)."""
-    return row[: row.index(eos) + 1] if eos in row else row
-
-
-def _engine_rollout(engine, prompts: list[list[int]], cfg, eos: int, seed: int) -> list[list[int]]:
-    from vllm import SamplingParams
-
-    params = [SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
-                             seed=seed * 1009 + b, stop_token_ids=[eos], detokenize=False) for b in range(len(prompts))]
-    out = []
-    for o in engine.generate(prompts, params):
-        c = o.outputs[0]
-        ids = _cut_at(list(c.token_ids), eos)
-        if c.finish_reason == "stop" and (not ids or ids[-1] != eos):
-            ids.append(eos)  # ended on the end-of-turn token: keep it, as HF generate does
-        out.append(ids)
-    return out
-
-
-def policy_weights(lm) -> dict[str, torch.Tensor]:
-    """The policy's weights under the checkpoint's names, LoRA adapters merged in (the model is not changed)."""
-    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
-    deltas = {name: m.get_delta_weight(m.active_adapters[0]) for name, m in inner.named_modules()
-              if hasattr(m, "get_delta_weight") and getattr(m, "active_adapters", None) and not m.merged}
-    state = {}
-    for key, value in inner.state_dict().items():
-        if ".lora_" in key:
-            continue
-        key = key.replace(".base_layer.", ".")
-        module = key.rsplit(".", 1)[0]
-        state[key] = value + deltas[module] if key.endswith(".weight") and module in deltas else value
-    if getattr(inner.config, "tie_word_embeddings", False):
-        state.pop("lm_head.weight", None)  # the checkpoint format of a tied head: the embedding only
-    return state
-
-
-@contextlib.contextmanager
-def rollout_engine(cfg, prompts):
-    """The vLLM engine rollouts go through (None with HF rollouts); shut down when training ends."""
-    from bench.generation import backend_name
-
-    if backend_name(cfg.rollout_backend) != "vllm":
-        yield None
-        return
-    from bench.engine import Engine
-
-    longest = max(len(ids) for _, ids in prompts)
-    with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
-                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed) as engine:
-        yield engine
 
 
 @register("ppo")
@@ -241,11 +167,11 @@ class Ppo:
     def rollout(self, policy, batch, tokenizer, cfg, iteration: int, engine=None):
         """Sample one response per prompt (greedy if ``temperature`` is 0); returns the padded sequences,
         their attention mask, where responses start, the response mask and which responses ended."""
-        query, qmask = _left_pad([ids for _, ids in batch], tokenizer.pad_token_id)
+        query, qmask = left_pad([ids for _, ids in batch], tokenizer.pad_token_id)
         eos = tokenizer.eos_token_id
         seed = cfg.seed * 1_000_003 + iteration  # resume-stable sampling
         if engine is not None:
-            responses = _engine_rollout(engine, [ids for _, ids in batch], cfg, eos, seed)
+            responses = engine_rollout(engine, [ids for _, ids in batch], cfg, eos, seed)
         else:
             from transformers import GenerationConfig
 
@@ -256,7 +182,7 @@ class Ppo:
             torch.manual_seed(seed)
             dev = policy.lm.device
             out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
-            responses = [_cut_at(row, eos) for row in out[:, query.size(1):].tolist()]
+            responses = [cut_at(row, eos) for row in out[:, query.size(1):].tolist()]
         ended = torch.tensor([bool(r) and r[-1] == eos for r in responses])
         width = max(1, max(map(len, responses)))
         response = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in responses])

@@ -1,25 +1,6 @@
 """The ``reward-model`` recipe (Bradley-Terry) and what it shares with ``token-reward-model``; the checkpoint
 format and the scoring API are ``bench.reward_model``'s.
 
-Public API (judges and PPO code against it; keep it stable)::
-
-    rm = load_reward_model("results/checkpoints/reward-model")
-    rm.kind                                   # "sequence" or "token"
-    rm.score(prompts, responses, batch_size=8) -> list[float]              # one reward per response
-    rm.token_scores(prompts, responses, batch_size=8) -> list[list[float]] # one per response token (+ eos)
-    rm.calibration                            # {"mean", "std", "n"} of score() on the RM's training pairs
-
-``prompts`` are chat messages (``[{"role", "content"}, ...]``), rendered by ``bench.chat`` exactly as in
-training. A sequence RM reads its head at the response's final token (the end-of-turn token), so its
-``token_scores`` are zero except that last token; a token RM reads its head at every response token and its
-``score`` is their sum. Either way ``sum(token_scores) == score``, which is what lets PPO treat both as one
-reward plugin (``bench.rewards``).
-
-A checkpoint is a directory holding an ordinary ``AutoModelForTokenClassification`` checkpoint with one
-label (the backbone and its ``score`` head: transformers loads it directly), the tokenizer, and
-``reward_model.json`` = {kind, chat_template_hash, base_model, calibration, heldout}. One architecture for
-both kinds keeps loading trivial: the kind only decides where the head is read.
-
 During training the head is a ``score`` linear layer attached to the causal LM, so the shared loop's LoRA
 (``all-linear``) adapts it too (the head's base weight keeps its seeded random init, its LoRA update learns)
 and checkpoints resume. Training is single-process: the head is applied outside the model's forward.

@@ -55,7 +55,7 @@ def validation_records(recipe, cfg) -> list:
 def _sequence_losses(model, rows: list[tuple[list[int], int]], batch_size: int) -> list[tuple[float, int]]:
     """(summed CE of the response tokens, their number) per (ids, response start) row."""
     from .training import pad
-    from figa.loss import token_ce
+    from .logprobs import token_ce
 
     out = []
     for i in range(0, len(rows), batch_size):
@@ -133,7 +133,7 @@ def sweep(spec, cls, layers: list[tuple[str, dict]], lrs: list[float], root: Pat
         cfg = recipe_config(cls, spec, layers + [("sweep", {"learning_rate": lr, "output_dir": str(out)})])
         if "eval_pairs" in to_dict(cfg):  # reward models: validate on the same records, skip calibration
             cfg.eval_pairs, cfg.calibration_pairs = cfg.val_limit, 2
-        done = out.with_suffix(".json")
+        done = out.parent / f"{out.name}.json"  # not with_suffix: "lr=0.0001" has a dot
         key = json.loads(json.dumps(to_dict(cfg), default=str))
         if done.exists() and json.loads(done.read_text())["config"] == key:
             grid.append(json.loads(done.read_text())["result"])

@@ -11,14 +11,6 @@ model (unbounded unlikelihood), so those are dropped. The older rule keeps a win
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-
-def token_ce(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Per-token cross-entropy of next-token prediction: ``ce[:, t]`` is the loss of ``input_ids[:, t+1]``."""
-    logits = logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none").view_as(targets)
 
 
 def effective_weights(ce, weights, negative, tau: float = 0.6, tau_min: float | None = None) -> torch.Tensor:

@@ -13,7 +13,9 @@ from bench.registry import register
 from bench.training import OfflineRecipe, check_length, pad
 
 from bench.edits import response_labels
-from .loss import effective_weights, figa_loss, token_ce
+from bench.logprobs import token_ce
+
+from .loss import effective_weights, figa_loss
 
 
 @dataclass

@@ -47,7 +47,7 @@ def figa_tau(tiny_model_dir, pairs_file, tokenizer):
 
     from bench import data
     from bench.data import Skips
-    from figa.loss import token_ce
+    from bench.logprobs import token_ce
     from figa.recipe import Figa
 
     cfg = build_config(Figa.Config, [("test", {"data": pairs_file})])

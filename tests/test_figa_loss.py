@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from figa.loss import figa_loss, token_ce
+from bench.logprobs import token_ce
+from figa.loss import figa_loss
 
 
 def test_token_ce_matches_hand_cross_entropy():

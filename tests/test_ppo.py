@@ -156,7 +156,8 @@ def test_policy_weights_merge_lora_into_checkpoint_names(peaked_model, tmp_path)
     """What PPO pushes into the rollout engine: the merged weights, named and shaped like the checkpoint."""
     from safetensors.torch import load_file
 
-    from baselines.ppo import Ppo, policy_weights
+    from baselines.ppo import Ppo
+    from bench.rollouts import policy_weights
     from bench.config import build_config
 
     model_dir, model = peaked_model

@@ -1,0 +1,87 @@
+"""Sampling from a policy that is being trained: prompts in a resumable order, rollouts through one vLLM engine
+whose weights follow the policy (``policy_weights`` merges LoRA into the checkpoint's names for the swap), and
+the padding both rollout paths share. PPO and fine-grained PPO use it; so can any later stage that samples."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import models
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+class PromptSchedule:
+    """Deterministic prompt order: a seeded permutation per pass, so iteration i always gets the same
+    prompts and a resumed run continues exactly where it stopped."""
+
+    def __init__(self, prompts: list, seed: int):
+        self.prompts, self.seed = prompts, seed
+
+    def batch(self, iteration: int, size: int) -> list:
+        out = []
+        for k in range(iteration * size, (iteration + 1) * size):
+            epoch, i = divmod(k, len(self.prompts))
+            order = torch.randperm(len(self.prompts), generator=torch.Generator().manual_seed(self.seed + epoch))
+            out.append(self.prompts[int(order[i])])
+        return out
+
+
+def cut_at(row: list[int], eos: int) -> list[int]:
+    """A response up to and including its first end-of-turn token (all of it if it never ended)."""
+    return row[: row.index(eos) + 1] if eos in row else row
+
+
+def engine_rollout(engine, prompts: list[list[int]], cfg, eos: int, seed: int) -> list[list[int]]:
+    from vllm import SamplingParams
+
+    params = [SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
+                             seed=seed * 1009 + b, stop_token_ids=[eos], detokenize=False) for b in range(len(prompts))]
+    out = []
+    for o in engine.generate(prompts, params):
+        c = o.outputs[0]
+        ids = cut_at(list(c.token_ids), eos)
+        if c.finish_reason == "stop" and (not ids or ids[-1] != eos):
+            ids.append(eos)  # ended on the end-of-turn token: keep it, as HF generate does
+        out.append(ids)
+    return out
+
+
+def policy_weights(lm) -> dict[str, torch.Tensor]:
+    """The policy's weights under the checkpoint's names, LoRA adapters merged in (the model is not changed)."""
+    inner = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    deltas = {name: m.get_delta_weight(m.active_adapters[0]) for name, m in inner.named_modules()
+              if hasattr(m, "get_delta_weight") and getattr(m, "active_adapters", None) and not m.merged}
+    state = {}
+    for key, value in inner.state_dict().items():
+        if ".lora_" in key:
+            continue
+        key = key.replace(".base_layer.", ".")
+        module = key.rsplit(".", 1)[0]
+        state[key] = value + deltas[module] if key.endswith(".weight") and module in deltas else value
+    if getattr(inner.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # the checkpoint format of a tied head: the embedding only
+    return state
+
+
+@contextlib.contextmanager
+def rollout_engine(cfg, prompts):
+    """The vLLM engine rollouts go through (None with HF rollouts); shut down when training ends."""
+    from .generation import backend_name
+
+    if backend_name(cfg.rollout_backend) != "vllm":
+        yield None
+        return
+    from .engine import Engine
+
+    longest = max(len(ids) for _, ids in prompts)
+    with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
+                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed) as engine:
+        yield engine
