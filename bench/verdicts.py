@@ -110,11 +110,14 @@ def mdd(se: float, df: float | None, alpha: float = ALPHA, power: float = POWER)
     return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
 
 
+NUMERICAL_ZERO = 1e-12  # win rates live in [0, 1]; LC fits leave differences of ~1e-17 where there are none
+
+
 def two_sided_p(value: float, se: float, df: float) -> float:
     """t test of ``value`` with the bootstrap standard error: smooth, unlike bootstrap tail counts, whose floor
     2 / (n_boot + 1) times a Holm factor of 30-50 pairs would make every difference insignificant."""
-    if se <= 0:
-        return 1.0 if value == 0 else 0.0
+    if se <= NUMERICAL_ZERO:  # rounding noise (an LC fit on all-zero preferences) is no evidence
+        return 1.0 if abs(value) <= NUMERICAL_ZERO else 0.0
     return float(2 * stats.t.sf(abs(value) / se, df))
 
 

@@ -154,3 +154,14 @@ def test_pairwise_test_is_calibrated_on_simulated_aa_experiments(n_seeds, experi
     # 100 prompts; seed sd 0.15 on the logit scale is about 3.5 points of win rate between seeds at 40 %.
     # Measured over 1000 experiments: 6.8 % with 2 seeds, 5.1 % with 3 (benchmarks/verdicts_bench.py).
     assert 0.02 <= simulate_rejections(n_seeds, 0.15, experiments) <= 0.08
+
+
+def test_rounding_noise_is_no_difference():
+    """Two methods that lose every prompt: their LC win rates differ by ~1e-17 with an even smaller bootstrap SE,
+    which a t test would call significant (the smoke run reported p_holm = 0.0004 for such a pair)."""
+    rng = np.random.default_rng(1)
+    a = frame(np.zeros(40), len_model=rng.normal(100, 30, 40))
+    b = frame(np.zeros(40), len_model=rng.normal(160, 30, 40))
+    est = estimate([a], [b], n_boot=300, seed=0)
+    assert abs(est["lc_win_rate"]["value"]) < 1e-12
+    assert est["lc_win_rate"]["p"] == 1.0 and est["win_rate"]["p"] == 1.0
