@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench import chat, data, models
+from bench import data, models
 from bench.config import TrainConfig
 from bench.logprobs import next_token_logprobs
 from bench.registry import register
-from bench.training import OfflineRecipe, check_length, output_dir, pad
+from bench.training import OfflineRecipe, collate_rows, encode_responses, output_dir
 
 log = logging.getLogger("bench.dpo")
 
@@ -74,25 +74,19 @@ class Dpo(OfflineRecipe):
         return data.load(cfg.data, kind="preference", skip_invalid=cfg.skip_invalid)
 
     def encode(self, record, tokenizer, cfg, skips):
-        rows = []
-        for field_name in ("chosen", "rejected"):
-            ids, start = chat.sequence(tokenizer, record.prompt, getattr(record, field_name))
-            if not check_length(len(ids), self.context, record, field_name, skips) or start >= cfg.max_length - 1:
-                return None
-            rows.append(_row(ids[: cfg.max_length], start))
+        encoded = encode_responses(tokenizer, record, [("chosen", record.chosen), ("rejected", record.rejected)],
+                                   self.context, cfg.max_length, skips)
+        if encoded is None:
+            return None
+        seqs, start = encoded
+        rows = [_row(ids[: cfg.max_length], start) for ids in seqs]
         key = hashlib.sha256(json.dumps([r["input_ids"] for r in rows]).encode()).hexdigest()[:24]
         feats = {"rows": rows, "key": key}
         self._features.append(feats)  # the same dict the dataset holds: prepare_model fills in "ref"
         return feats
 
     def collate(self, features, pad_id):
-        rows = [r for f in features for r in f["rows"]]
-        ids = [r["input_ids"] for r in rows]
-        batch = {
-            "input_ids": pad(ids, pad_id),
-            "attention_mask": pad([[1] * len(i) for i in ids], 0),
-            "response_mask": pad([r["response_mask"] for r in rows], 0, torch.float32),
-        }
+        batch = collate_rows(features, pad_id, response_mask=(0, torch.float32))
         if all("ref" in f for f in features):
             batch["ref_logps"] = torch.tensor([f["ref"] for f in features], dtype=torch.float32)  # (B, 2)
         return batch

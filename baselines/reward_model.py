@@ -21,7 +21,7 @@ from bench.atomic import atomic_write_json
 from bench.config import TrainConfig
 from bench.registry import register
 from bench.reward_model import META, RewardModel, load_reward_model, save_reward_model  # noqa: F401  (recipes' API)
-from bench.training import OfflineRecipe, check_length, pad, train
+from bench.training import OfflineRecipe, collate_rows, encode_responses, train
 
 log = logging.getLogger("bench.reward_model")
 
@@ -66,19 +66,17 @@ class PairwiseRewardRecipe(OfflineRecipe):
 
     def encode(self, record, tokenizer, cfg, skips):
         chosen, rejected = self.pair(record)
-        rows = []
-        for field_name, text in (("chosen", chosen), ("rejected", rejected)):
-            ids, start = chat.sequence(tokenizer, record.prompt, text)
-            if not check_length(len(ids), self.context, record, field_name, skips) or start >= cfg.max_length - 1:
-                return None
-            rows.append({"input_ids": ids[: cfg.max_length], "start": start})
-        return {"rows": rows}
+        encoded = encode_responses(tokenizer, record, [("chosen", chosen), ("rejected", rejected)], self.context,
+                                   cfg.max_length, skips)
+        if encoded is None:
+            return None
+        seqs, start = encoded
+        return {"rows": [{"input_ids": ids[: cfg.max_length], "start": start} for ids in seqs]}
 
     def collate(self, features, pad_id):
-        rows = [r for f in features for r in f["rows"]]
-        ids = [r["input_ids"] for r in rows]
-        return {"input_ids": pad(ids, pad_id), "attention_mask": pad([[1] * len(i) for i in ids], 0),
-                "last": torch.tensor([len(i) - 1 for i in ids])}
+        batch = collate_rows(features, pad_id)
+        batch["last"] = batch["attention_mask"].sum(1) - 1  # right-padded: the last real token
+        return batch
 
     def prepare_model(self, model, cfg):
         if cfg.lora_r and cfg.lora_targets != "all-linear" and "score" not in cfg.lora_targets.split(","):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from bench import chat
 from bench.registry import register
-from bench.training import check_length, pad
+from bench.training import encode_responses, pad
 from bench.edits import edit_labels
 
 from bench.reward_model import RewardModel
@@ -90,11 +90,11 @@ class TokenRewardModel(PairwiseRewardRecipe):
         return record.revised, record.initial
 
     def encode(self, record, tokenizer, cfg, skips):
-        revised, start = chat.sequence(tokenizer, record.prompt, record.revised)
-        initial, _ = chat.sequence(tokenizer, record.prompt, record.initial)
-        if not (check_length(len(revised), self.context, record, "revised", skips)
-                and check_length(len(initial), self.context, record, "initial", skips)) or start >= cfg.max_length - 1:
+        encoded = encode_responses(tokenizer, record, [("revised", record.revised), ("initial", record.initial)],
+                                   self.context, cfg.max_length, skips)
+        if encoded is None:
             return None
+        (revised, initial), start = encoded
         init_labels, rev_labels = token_labels(initial[start:], revised[start:])
         n = cfg.max_length
         return {"rows": [

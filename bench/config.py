@@ -45,6 +45,8 @@ class TrainConfig:
     max_grad_norm: float = _help("gradient clipping", 1.0)
     logging_steps: int = _help("log every N steps", 1)
     save_steps: int = _help("write a resumable checkpoint every N steps", 50)
+    keep_checkpoints: bool = _help("keep the resumable checkpoint-N folders once training has finished "
+                                   "(weights + optimizer: 3x the model each)", False)
     eval_steps: int = _help("evaluate on the held-out split every N steps (0 = only at the end)", 0)
     gradient_checkpointing: bool = _help("trade compute for memory", False)
     lora_r: int = _help("LoRA rank (0 = full fine-tuning)", 0)

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from . import models
+from . import chat, models
 from .atomic import atomic_write_json
 from .checkpoints import StagedCheckpoints, checkpoint_step, elapsed_seconds, last_complete_checkpoint, resume_or_finish, trim_log
 from .config import TrainConfig, to_dict
@@ -66,6 +66,32 @@ def check_length(n_tokens: int, limit: int, record, field: str, skips: Skips) ->
     skips.handle(DataError(path or record.source_id, int(line) if line.isdigit() else None, field,
                            f"{n_tokens} tokens exceed the model's context of {limit}"))
     return False
+
+
+def encode_responses(tokenizer, record, responses: list[tuple[str, str]], context: int, max_length: int,
+                     skips: Skips) -> tuple[list[list[int]], int] | None:
+    """Token ids of ``prompt + response`` for each ``(field, text)`` of a record (one prompt, so one ``start``
+    where every response begins), untruncated; None when one exceeds the model's context (a located error
+    or a counted skip) or the prompt alone fills ``max_length`` (nothing left to learn from)."""
+    seqs = []
+    for field_name, text in responses:
+        ids, start = chat.sequence(tokenizer, record.prompt, text)
+        if not check_length(len(ids), context, record, field_name, skips):
+            return None
+        seqs.append(ids)
+    return (seqs, start) if start < max_length - 1 else None
+
+
+def collate_rows(features: list[dict], pad_id: int, **fields: tuple) -> dict:
+    """The batch of a pairwise recipe: every feature's ``rows`` flattened (pair i is rows 2i and 2i+1),
+    ``input_ids`` padded with ``pad_id``, their ``attention_mask``, and each named per-row field padded
+    with its ``(value, dtype)``."""
+    rows = [r for f in features for r in f["rows"]]
+    ids = [r["input_ids"] for r in rows]
+    batch = {"input_ids": pad(ids, pad_id), "attention_mask": pad([[1] * len(i) for i in ids], 0)}
+    for name, (value, dtype) in fields.items():
+        batch[name] = pad([r[name] for r in rows], value, dtype)
+    return batch
 
 
 class OfflineRecipe:
@@ -209,7 +235,7 @@ def output_dir(recipe, cfg) -> Path:
 
 
 # Options that may change between an interrupted run and its continuation (more steps, other logging).
-RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "output_dir")
+RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "output_dir", "keep_checkpoints")
 
 
 def fingerprint(path: str | Path) -> str:
@@ -354,6 +380,9 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         "eval_metrics": final_eval,
     }
     atomic_write_json(out / "bench_run.json", run_info, default=str)
+    if not cfg.keep_checkpoints:  # finished: resume state is dead weight (the default run's was 45 GB)
+        for ckpt_dir in out.glob("checkpoint-*"):
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench import chat, data
+from bench import data
 from bench.config import TrainConfig
 from bench.registry import register
-from bench.training import OfflineRecipe, check_length, pad
+from bench.training import OfflineRecipe, collate_rows, encode_responses
 
 from bench.edits import response_labels
 from bench.logprobs import token_ce
@@ -35,15 +35,12 @@ class Figa(OfflineRecipe):
         return data.load(cfg.data, kind="revision", skip_invalid=cfg.skip_invalid)
 
     def encode(self, record, tokenizer, cfg, skips):
-        revised, start = chat.sequence(tokenizer, record.prompt, record.revised)
-        initial, start_i = chat.sequence(tokenizer, record.prompt, record.initial)
-        assert start == start_i
-        if not (check_length(len(revised), self.context, record, "revised", skips)
-                and check_length(len(initial), self.context, record, "initial", skips)):
+        encoded = encode_responses(tokenizer, record, [("revised", record.revised), ("initial", record.initial)],
+                                   self.context, cfg.max_length, skips)
+        if encoded is None:
             return None
+        (revised, initial), start = encoded
         negative, positive = response_labels(initial[start:], revised[start:])
-        if start >= cfg.max_length - 1:
-            return None  # the prompt alone fills the token budget: nothing to learn from
         zeros = np.zeros(start)
         w_rev = np.concatenate([zeros, np.where(positive, cfg.alpha, cfg.gamma)])
         w_init = np.concatenate([zeros, np.where(negative, -cfg.beta, 0.0)])
@@ -55,14 +52,7 @@ class Figa(OfflineRecipe):
         ]}
 
     def collate(self, features, pad_id):
-        rows = [r for f in features for r in f["rows"]]
-        ids = [r["input_ids"] for r in rows]
-        return {
-            "input_ids": pad(ids, pad_id),
-            "attention_mask": pad([[1] * len(i) for i in ids], 0),
-            "weights": pad([r["weights"] for r in rows], 0.0, torch.float32),
-            "negative": pad([r["negative"] for r in rows], False, torch.bool),
-        }
+        return collate_rows(features, pad_id, weights=(0.0, torch.float32), negative=(False, torch.bool))
 
     def loss_units(self, model, batch, cfg):
         """The tokens with a non-zero weight after the tau rule: it depends on the model's CE, so counting

@@ -12,7 +12,8 @@ from bench.config import build_config
 def train(tmp_path, model, **options):
     spec, cls = registry.get("sft")
     base = dict(model=model, data="jfleg", limit=8, max_length=96, batch_size=2, max_steps=2,
-                output_dir=str(tmp_path / "sft"), save_steps=1, logging_steps=1, val_fraction=0.0)
+                output_dir=str(tmp_path / "sft"), save_steps=1, logging_steps=1, val_fraction=0.0,
+                keep_checkpoints=True)  # these tests play the kill that comes before the clean-up
     cfg = build_config(cls.Config, [(str(spec.yaml_path), spec.defaults), ("test", {**base, **options})])
     return cls().run(cfg)
 
@@ -62,3 +63,11 @@ def test_killed_after_the_last_checkpoint_is_not_trained_past_max_steps(tmp_path
     assert info["train_seconds"] >= 0.5 * first  # the time of the steps trained before the kill is kept
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_a_finished_job_drops_its_resume_checkpoints_unless_asked(tmp_path, tiny_model_dir):
+    out = train(tmp_path, tiny_model_dir, max_steps=2, keep_checkpoints=False)
+    assert not list(out.glob("checkpoint-*")) and (out / "model.safetensors").exists()
+    stamp = (out / "bench_run.json").stat().st_mtime_ns
+    train(tmp_path, tiny_model_dir, max_steps=2, keep_checkpoints=False)
+    assert (out / "bench_run.json").stat().st_mtime_ns == stamp  # a re-run is still a no-op
