@@ -358,13 +358,11 @@ def check_generate_options(model: str, eval_set: str, output_dir, backend: str, 
     """``bench generate`` / ``bench eval`` before any model loads: the model, the eval set, the backend, a
     writable output directory and the sampling numbers (``limit`` etc. as their ``--option`` names)."""
     rules = {"limit": int_at_least(1), "max_new_tokens": int_at_least(1), "temperature": at_least(0),
-             "top_p": between(0, 1), "max_num_seqs": int_at_least(1), "batch_size": int_at_least(1), "seed": int_at_least(0)}
+             "top_p": ((lambda v: _num(v) and 0 < v <= 1), "a number > 0 and at most 1"), "max_num_seqs": int_at_least(1), "batch_size": int_at_least(1), "seed": int_at_least(0)}
     for key, value in numbers.items():
         check_option(f"--{key.replace('_', '-')}", value, rules[key])
     if backend not in GENERATION_BACKENDS:
         raise bad("--backend", None, backend, "one of " + ", ".join(GENERATION_BACKENDS))
-    if numbers.get("top_p") == 0:
-        raise bad("--top-p", None, 0, "a number > 0 and at most 1")
     check_model(model, "model")
     from .data.sets import DATASETS
 
