@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench import chat, data
+from bench import data
 from bench.config import TrainConfig
 from bench.registry import register
-from bench.training import OfflineRecipe, check_length, pad
+from bench.training import OfflineRecipe, encode_responses, pad
 
 
 @dataclass
@@ -39,9 +39,10 @@ class Sft(OfflineRecipe):
         if not response:
             skips.handle(data.DataError(record.origin or record.source_id, None, "reference", "missing"))
             return None
-        ids, start = chat.sequence(tokenizer, record.prompt, response)
-        if not check_length(len(ids), self.context, record, cfg.target, skips) or start >= cfg.max_length - 1:
+        encoded = encode_responses(tokenizer, record, [(cfg.target, response)], self.context, cfg.max_length, skips)
+        if encoded is None:
             return None
+        (ids,), start = encoded
         ids = ids[: cfg.max_length]
         return {"input_ids": ids, "labels": [-100] * start + ids[start:]}
 

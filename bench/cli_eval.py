@@ -133,10 +133,9 @@ def serve(
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM shuts down as cleanly as Ctrl-C
     try:
-        with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as url:
-            console.print(f"[bold green]serving[/] {url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
-            while True:
-                time.sleep(3600)
+        with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as server:
+            console.print(f"[bold green]serving[/] {server.url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
+            server.wait()
     except KeyboardInterrupt:
         console.print("stopped")
 

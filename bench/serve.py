@@ -18,8 +18,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("bench.serve")
@@ -111,12 +113,33 @@ def _tail(path: Path, n: int = 25) -> str:
         return ""
 
 
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM back for the block, then raise KeyboardInterrupt if one came.
+    Python-level handlers, not a signal mask: a mask is per thread, and the kernel may hand the signal to
+    another thread. Only the main thread can set handlers; elsewhere the block runs unprotected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
-    """SIGINT the server's process group (vLLM shuts down cleanly on it), then SIGKILL after ``grace`` s."""
-    if proc.poll() is None:
+    """SIGINT the server's process group (vLLM shuts down cleanly on it), then SIGKILL after ``grace`` s.
+    A second Ctrl-C meanwhile is held back until the server is gone (it used to abort this half-way and
+    leave the server running)."""
+    with _interrupts_deferred():
         for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, 10)):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+                os.killpg(proc.pid, sig)  # the group: its workers too
             try:
                 proc.wait(wait)
                 break
@@ -125,11 +148,28 @@ def stop(proc: subprocess.Popen, grace: float = 30.0) -> int:
     return proc.returncode
 
 
+@dataclass
+class Server:
+    """A running server: its base URL, process and log."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def wait(self, poll: float = 1.0) -> None:
+        """Block until interrupted. A server that exits on its own is an error naming its log (``bench
+        serve`` used to sleep on, serving nothing)."""
+        while self.proc.poll() is None:
+            time.sleep(poll)
+        raise ServerError(f"vLLM server exited with code {self.proc.returncode} while serving; last lines of "
+                          f"{self.log_path}:\n{_tail(self.log_path)}")
+
+
 @contextlib.contextmanager
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           name: str | None = None, startup_timeout: float = 600, log_path: str | Path | None = None,
-          extra: list[str] | None = None, max_model_len: int | None = None) -> Iterator[str]:
-    """Start the server, wait until healthy, yield its base URL (``http://host:port/v1``), stop it on exit.
+          extra: list[str] | None = None, max_model_len: int | None = None) -> Iterator[Server]:
+    """Start the server, wait until it serves, yield it (``.url`` is ``http://host:port/v1``), stop it on exit.
 
     ``max_model_len`` defaults to the model's own context, at most ``MAX_MODEL_LEN``."""
     from .validate import check_model
@@ -157,6 +197,6 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     try:
         url = f"http://{host}:{port}/v1"
         wait_ready(proc, url, name, api_key, startup_timeout, log_path)
-        yield url
+        yield Server(url, proc, log_path)
     finally:
         stop(proc)

@@ -180,3 +180,37 @@ def test_serve_stops_cleanly_on_ctrl_c(server):
     assert not _healthy(f"http://127.0.0.1:{port}/health")
     with pytest.raises(subprocess.CalledProcessError):  # no vLLM process of ours is left behind
         subprocess.run(["pgrep", "-f", f"--port {port}"], check=True, capture_output=True)
+
+
+def test_a_second_ctrl_c_during_shutdown_cannot_leave_the_server_running():
+    """The second SIGINT arrives while stop() waits for a server that ignores the first: the server is
+    still killed, and the interrupt is raised afterwards (it used to abort stop() before its SIGKILL)."""
+    from bench.serve import stop
+
+    server = subprocess.Popen(["sh", "-c", "trap '' INT; sleep 60 & wait"], start_new_session=True)
+    time.sleep(0.3)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        stop(server, grace=2)
+    assert server.poll() is not None
+    deadline = time.time() + 10  # nothing left in its process group (once init has reaped the orphan)
+    while time.time() < deadline:
+        try:
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the server's child outlived stop()")
+
+
+def test_a_server_that_dies_while_serving_ends_the_wait_with_its_log(tmp_path):
+    from bench.serve import Server
+
+    log = tmp_path / "server.log"
+    log.write_text("loading\nRuntimeError: out of memory\n")
+    proc = subprocess.Popen(["sh", "-c", "exit 3"])
+    t0 = time.time()
+    with pytest.raises(ServerError, match=r"exited with code 3 while serving(.|\n)*out of memory"):
+        Server("http://127.0.0.1:1/v1", proc, log).wait(poll=0.1)
+    assert time.time() - t0 < 10
