@@ -157,8 +157,9 @@ class Server:
     log_path: Path
 
     def wait(self, poll: float = 1.0) -> None:
-        """Block until interrupted. A server that exits on its own is an error naming its log (``bench
-        serve`` used to sleep on, serving nothing)."""
+        """Block until interrupted, waking every ``poll`` s: a Ctrl-C the kernel hands to another thread is
+        raised in the main thread only when it wakes (``bench serve`` used to sleep an hour at a time and
+        miss it). A server that exits on its own is an error naming its log."""
         while self.proc.poll() is None:
             time.sleep(poll)
         raise ServerError(f"vLLM server exited with code {self.proc.returncode} while serving; last lines of "

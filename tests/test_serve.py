@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +215,24 @@ def test_a_server_that_dies_while_serving_ends_the_wait_with_its_log(tmp_path):
     with pytest.raises(ServerError, match=r"exited with code 3 while serving(.|\n)*out of memory"):
         Server("http://127.0.0.1:1/v1", proc, log).wait(poll=0.1)
     assert time.time() - t0 < 10
+
+
+def test_ctrl_c_delivered_to_another_thread_still_stops_the_wait():
+    """The kernel may hand SIGINT to any thread; Python then raises it in the main thread only when that
+    thread wakes. ``bench serve`` used to sleep for an hour at a time, so such a Ctrl-C went unanswered."""
+    from bench.serve import Server
+
+    proc = subprocess.Popen(["sleep", "60"])
+
+    def poke():
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # lands on this thread, not the main one
+
+    threading.Thread(target=poke).start()
+    t0 = time.time()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Server("http://127.0.0.1:1/v1", proc, Path("unused.log")).wait()
+        assert time.time() - t0 < 5
+    finally:
+        proc.kill()
