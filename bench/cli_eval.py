@@ -131,7 +131,11 @@ def serve(
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
     from .serve import serve as serve_ctx
 
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM shuts down as cleanly as Ctrl-C
+    # Ctrl-C and SIGTERM stop the server cleanly. SIGINT explicitly too: a background job of a shell without job
+    # control (`cmd &` in a script, and so a test run started that way) inherits SIGINT ignored, and Python
+    # then leaves it ignored, so `kill -INT` did nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     try:
         with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as server:
             console.print(f"[bold green]serving[/] {server.url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)

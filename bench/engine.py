@@ -93,7 +93,10 @@ class Engine:
 
         on_gpu = torch.cuda.is_available()
         memory = ({"gpu_memory_utilization": gpu_memory_utilization or 0.85} if on_gpu
-                  else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))})
+                  else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30)),
+                        # the CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a
+                        # seeded sampled request (PPO rollouts) across steps: prefill every prompt whole
+                        "enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)})
         started = time.perf_counter()
         self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
                        max_num_seqs=max_num_seqs, seed=seed, enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,

@@ -47,6 +47,9 @@ def server_command(model_dir: str, host: str, port: int, name: str, api_key: str
     if not torch.cuda.is_available():
         # fp32 (bf16 is ~400x slower without AVX512-BF16); eager mode starts in ~50 s instead of ~145 s.
         cmd += ["--dtype", "float32", "--gpu-memory-utilization", "0.3", "--enforce-eager"]
+        # vLLM's CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a seeded
+        # request across steps, which concurrent judge calls with long prompts do: prefill prompts whole.
+        cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(max_model_len, 4096))]
     if api_key:
         cmd += ["--api-key", api_key]
     return cmd + (extra or [])

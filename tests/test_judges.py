@@ -4,6 +4,7 @@ training and cached scoring on the tiny model."""
 
 from __future__ import annotations
 
+import math
 import socket
 
 import pytest
@@ -42,8 +43,15 @@ def test_alpaca_eval_parsers_are_used():
     assert parse(chatgpt, "I cannot decide") is None
     ranking = annotator_config("alpaca_eval_gpt4")
     assert parse(ranking, "[{'model': 'model_1', 'rank': 2}, {'model': 'model_2', 'rank': 1}]") == 2.0
-    with pytest.raises(KeyError, match="logprobs"):
-        annotator_config("alpaca_eval_clf_gpt4_turbo")
+    for unsupported in ("weighted_alpaca_eval_cot_gpt4_turbo", "alpaca_eval_gpt4_fn", "alpaca_farm_greedy_gpt4"):
+        with pytest.raises(KeyError, match="function calls, batching or chain-of-thought"):
+            annotator_config(unsupported)
+    weighted = annotator_config("weighted_alpaca_eval_gpt4_turbo")
+    top = {"logprobs": {"content": [{"token": "M", "top_logprobs": [
+        {"token": "M", "logprob": math.log(0.6)}, {"token": "m", "logprob": math.log(0.2)}, {"token": "x", "logprob": -1.0}]}]}}
+    assert parse(weighted, top) == pytest.approx(2 - 0.25)  # P(m) / (P(m) + P(M)) = 0.2 / 0.8
+    assert parse(weighted, {"logprobs": {"content": [{"token": "x", "top_logprobs": [{"token": "x", "logprob": 0.0}]}]}}) is None
+    assert parse(weighted, {}) is None
 
 
 class ScriptedClient:
@@ -61,6 +69,10 @@ class ScriptedClient:
         text = self.answer(params["messages"][-1]["content"], params)
         if isinstance(text, Exception):
             raise text
+        if isinstance(text, dict):  # {token: probability}: the first token's top log-probabilities
+            top = [SimpleNamespace(token=t, logprob=math.log(p)) for t, p in text.items()]
+            logprobs = SimpleNamespace(content=[SimpleNamespace(token=top[0].token, logprob=top[0].logprob, top_logprobs=top)])
+            return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=top[0].token), logprobs=logprobs)])
         return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text))])
 
 
@@ -97,6 +109,34 @@ def test_llm_judge_retries_unparsable_answers_then_counts_the_failure(tmp_path):
     v = never.compare(PROMPTS[:1], ["out"], ["ref"])
     assert v[0].preference is None and v[0].detail["failed"]
     assert len(client.calls) == 6  # 3 attempts per order, then counted as a failure
+
+
+def good_is_first(prompt: str) -> bool:
+    """In the weighted annotator's prompt, whether the output starting with GOOD is shown as model "m"."""
+    return prompt.index("GOOD") < prompt.index('"model_identifier": "M"')
+
+
+def test_weighted_annotator_reads_label_probabilities_and_averages_both_orders(tmp_path):
+    """AlpacaEval 2's weighted annotator: one token, read from its top log-probabilities; the soft preferences
+    of the two orders are averaged, so a judge with a position bias alone comes out at one half."""
+    # Gives the GOOD output's label probability 0.8 (both labels in the top log-probabilities).
+    fair, client = scripted_judge(tmp_path / "a", lambda p, _: {"m": 0.8, "M": 0.2} if good_is_first(p) else {"M": 0.8, "m": 0.2},
+                                  annotator="weighted_alpaca_eval_gpt4_turbo")
+    v = fair.compare(PROMPTS[:2], ["GOOD answer", "bad"], ["bad ref", "GOOD ref"])
+    assert [x.preference for x in v] == [pytest.approx(0.8), pytest.approx(0.2)]
+    assert all(x.detail["consistent"] for x in v)
+    assert len(client.calls) == 4  # one call per order: no retries of a log-probability read
+    assert all(c["logprobs"] is True and c["top_logprobs"] == 5 and c["max_tokens"] == 1 for c in client.calls)
+    biased, _ = scripted_judge(tmp_path / "b", lambda p, _: {"m": 0.7, "M": 0.3}, annotator="weighted_alpaca_eval_gpt4_turbo")
+    v = biased.compare(PROMPTS[:1], ["GOOD"], ["ref"])
+    assert v[0].preference == pytest.approx(0.5) and v[0].detail["consistent"] is False
+    # Labels missing from the top log-probabilities: that order fails; both orders failing is a counted failure.
+    one, _ = scripted_judge(tmp_path / "c", lambda p, _: {"m": 0.9, "M": 0.1} if good_is_first(p) else {"the": 0.9},
+                            annotator="weighted_alpaca_eval_gpt4_turbo")
+    v = one.compare(PROMPTS[:1], ["GOOD"], ["ref"])
+    assert v[0].preference == pytest.approx(0.9) and v[0].detail["one_order_failed"]
+    none, _ = scripted_judge(tmp_path / "d", lambda p, _: {"the": 0.9}, annotator="weighted_alpaca_eval_gpt4_turbo")
+    assert none.compare(PROMPTS[:1], ["GOOD"], ["ref"])[0].preference is None
 
 
 def test_llm_judge_calls_are_cached_by_content(tmp_path):

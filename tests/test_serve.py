@@ -97,8 +97,11 @@ def server(tiny_model_dir, tmp_path_factory):
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "250", "BENCH_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    # Started with SIGINT ignored, as `cmd &` in a script starts it (and everything a test run started that way
+    # starts): the Ctrl-C test below must still stop it.
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bench"), "serve", tiny_model_dir, "--port", str(port),
-                             "--name", "tiny"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                             "--name", "tiny"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     deadline = time.time() + 400
@@ -147,6 +150,56 @@ def test_llm_judge_against_the_served_model(server, tmp_path):
     judge.client = None  # a re-run must not touch the endpoint
     assert [v.preference for v in judge.compare(prompts, ["Apple.", "7", "Hi!"], ["A car.", "12", "Goodbye."])] == \
         [v.preference for v in verdicts]
+
+
+@vllm
+def test_concurrent_seeded_requests_longer_than_one_prefill_step_do_not_kill_the_server(server):
+    """A judge sends seeded requests concurrently. On CPU, vLLM crashed ("CPU Generator does not use offset")
+    when chunked prefill split a seeded prompt across steps: 8 prompts of ~900 tokens overflow a 4,096-token
+    step. ``bench serve`` turns chunked prefill off on CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    _, url, _, _ = server
+    client = OpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=120)
+    text = " ".join(f"word{i}" for i in range(300))  # ~900 tokens
+
+    def ask(i):
+        reply = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"{i} {text}"}],
+                                               max_tokens=2, temperature=0.7, seed=i)
+        return reply.choices[0].message.content is not None
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(ask, range(8)))
+    assert client.models.list().data  # still up
+
+
+@vllm
+def test_weighted_llm_judge_reads_the_served_models_log_probabilities(server, tmp_path):
+    """AlpacaEval 2's weighted annotator on a real endpoint: one token per order, the server's top-5
+    log-probabilities come back, and each order's preference is alpaca_eval's reading of them (a random
+    tiny model rarely ranks the labels m/M that high: then that order fails, which is counted)."""
+    from bench.cache import Cache
+    from bench.judges import get
+    from bench.judges.llm import parse, second_preferred
+
+    _, url, _, _ = server
+    judge = get("llm", base_url=url, annotator="weighted_alpaca_eval_gpt4_turbo")
+    judge.cache = Cache("calls", tmp_path)
+    prompts = [[{"role": "user", "content": q}] for q in ("Name a fruit.", "What is 3 + 4?")]
+    verdicts = judge.compare(prompts, ["Apple.", "7"], ["A car.", "12"])
+    assert len(judge.cache) == 4  # one call per order
+    for v in verdicts:
+        for order, key, flip in (("ref_first", "pref_ref_first", False), ("model_first", "pref_model_first", True)):
+            (raw,) = v.detail[order]
+            top = raw["logprobs"]["content"][0]["top_logprobs"]
+            assert len(top) == 5 and all(t["logprob"] <= 0 for t in top)
+            verdict = parse(judge.cfg, raw)
+            expected = None if verdict is None else (1 - second_preferred(verdict) if flip else second_preferred(verdict))
+            assert v.detail[key] == expected
+        if v.preference is not None:
+            assert 0 <= v.preference <= 1
 
 
 @vllm

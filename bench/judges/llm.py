@@ -13,6 +13,12 @@ Endpoints: ``base_url`` (default ``$OPENAI_BASE_URL``, else OpenAI's), ``model``
 first listed model, which is the one ``bench serve`` serves), the API key read from the environment variable
 named by ``api_key_env``. ``choices`` (e.g. ``["Output (a)", "Output (b)"]``) asks a vLLM server to constrain
 the answer to those strings (structured outputs), which makes small local judges always parseable.
+
+Weighted annotators (AlpacaEval 2's ``weighted_alpaca_eval_gpt4_turbo`` and its kin) answer with one token and
+are read from its log-probabilities: the preference is P(second label) / P(either label) over the endpoint's
+``top_logprobs``, a continuous value, by alpaca_eval's ``logprob_parser``. Their two orders are averaged
+(position bias cancels); a pair whose labels are absent from the top log-probabilities in both orders is a
+counted failure. Servers must return log-probabilities (vLLM and OpenAI do).
 """
 
 from __future__ import annotations
@@ -49,13 +55,17 @@ def annotator_config(name: str) -> dict:
     cfg = next(iter(yaml.safe_load(path.read_text()).values()))
     kwargs = cfg.get("completions_kwargs") or {}
     parser = cfg.get("fn_completion_parser", "regex_parser")
-    if (cfg.get("fn_completions") != "openai_completions" or cfg.get("batch_size", 1) != 1
-            or parser not in ("regex_parser", "ranking_parser", "lmsys_parser", "json_parser")
-            or any(k in kwargs for k in ("functions", "tools", "function_call", "logprobs"))):
-        raise KeyError(f"annotator '{name}' needs logprobs, function calls or batching; choose one that answers in "
-                       "text with batch_size 1 (e.g. chatgpt, alpaca_eval_gpt4, gpt4, alpaca_farm_greedy_gpt4 has batches)")
+    weighted = parser == "logprob_parser" and bool(kwargs.get("logprobs")) and bool(kwargs.get("top_logprobs"))
+    text = parser in ("regex_parser", "ranking_parser", "lmsys_parser", "json_parser") and "logprobs" not in kwargs
+    if (cfg.get("fn_completions") != "openai_completions" or cfg.get("batch_size", 1) != 1 or not (text or weighted)
+            or any(k in kwargs for k in ("functions", "tools", "function_call"))
+            or (cfg.get("completion_parser_kwargs") or {}).get("log_prob_index", "batch") != "batch"):
+        raise KeyError(f"annotator '{name}' needs function calls, batching or chain-of-thought log-probabilities; "
+                       "choose one that answers in text with batch_size 1 (e.g. chatgpt, alpaca_eval_gpt4) or a "
+                       "weighted one (weighted_alpaca_eval_gpt4_turbo)")
     cfg["template"] = (root / cfg["prompt_template"]).read_text()
     cfg["parser"] = parser
+    cfg["weighted"] = weighted
     return cfg
 
 
@@ -67,19 +77,27 @@ def render(template: str, instruction: str, output_1: str, output_2: str) -> lis
     return prompt_to_chatml(text) if "<|im_start|>" in text else [{"role": "user", "content": text}]
 
 
-def parse(cfg: dict, completion: str) -> float | None:
-    """alpaca_eval's parser: 1 = first output better, 2 = second, 0 = equal; None when unparsable."""
+def parse(cfg: dict, completion: str | dict) -> float | None:
+    """alpaca_eval's parser: 1 = first output better, 2 = second, 0 = equal; a weighted annotator's value lies
+    in [1, 2] (2 - P(first)); None when unparsable."""
     from alpaca_eval import completion_parsers
 
-    if not completion or not completion.strip():
+    if not completion or (isinstance(completion, str) and not completion.strip()):
         return None
     try:
         got = getattr(completion_parsers, cfg["parser"])(completion, **(cfg.get("completion_parser_kwargs") or {}))
     except Exception:  # noqa: BLE001 - alpaca_eval parsers raise anything on malformed text
         return None
-    if not got or got[0] is None or (isinstance(got[0], float) and math.isnan(got[0])) or got[0] not in (0, 1, 2):
+    if not got or got[0] is None or (isinstance(got[0], float) and math.isnan(got[0])):
         return None
-    return float(got[0])
+    if cfg.get("weighted"):
+        return float(got[0]) if 1 <= got[0] <= 2 else None
+    return float(got[0]) if got[0] in (0, 1, 2) else None
+
+
+def second_preferred(verdict: float) -> float:
+    """A parsed verdict as the probability that the second output is better (0 = equal counts one half)."""
+    return 0.5 if verdict == 0 else verdict - 1
 
 
 def instruction_of(prompt: list[dict]) -> str:
@@ -144,20 +162,32 @@ class LLMJudge:
         params = dict(model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=temperature, seed=attempt)
         if self.choices:
             params["extra_body"] = {"structured_outputs": {"choice": list(self.choices)}}
+        if self.cfg["weighted"]:
+            params.update(logprobs=True, top_logprobs=self.cfg["completions_kwargs"]["top_logprobs"])
         key = content_key("llm-judge", params)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
         resp = self._with_backoff(lambda: self.client.chat.completions.create(**params))
-        text = resp.choices[0].message.content or ""
-        self.cache.put(key, text)
-        return text
+        answer = self._top_logprobs(resp) if self.cfg["weighted"] else resp.choices[0].message.content or ""
+        self.cache.put(key, answer)
+        return answer
+
+    @staticmethod
+    def _top_logprobs(resp) -> dict:
+        """The first token's top log-probabilities, in the shape alpaca_eval's ``logprob_parser`` reads."""
+        content = (resp.choices[0].logprobs and resp.choices[0].logprobs.content) or []
+        if not content:
+            return {}
+        top = [{"token": t.token, "logprob": t.logprob} for t in content[0].top_logprobs or []]
+        return {"logprobs": {"content": [{"token": content[0].token, "top_logprobs": top}]}}
 
     def _one_order(self, instruction: str, first: str, second: str) -> tuple[float | None, list[str]]:
         """Parsed verdict (1 = first better, 2 = second, 0 = equal) with the raw completions tried."""
         messages = render(self.cfg["template"], instruction, first, second)
         raws = []
-        for attempt in range(self.parse_retries + 1):
+        # A weighted verdict is read from log-probabilities, which a retry would only fetch again.
+        for attempt in range(1 if self.cfg["weighted"] else self.parse_retries + 1):
             raws.append(self._complete(messages, attempt))
             verdict = parse(self.cfg, raws[-1])
             if verdict is not None:
@@ -168,14 +198,15 @@ class LLMJudge:
         instruction = instruction_of(prompt)
         ref_first, raw_a = self._one_order(instruction, reference, output)  # model is output (b)
         model_first, raw_b = self._one_order(instruction, output, reference)  # model is output (a)
-        as_pref = {1.0: 0.0, 2.0: 1.0, 0.0: 0.5}
-        p1 = None if ref_first is None else as_pref[ref_first]
-        p2 = None if model_first is None else 1.0 - as_pref[model_first]
+        p1 = None if ref_first is None else second_preferred(ref_first)
+        p2 = None if model_first is None else 1.0 - second_preferred(model_first)
         detail = {"ref_first": raw_a, "model_first": raw_b, "pref_ref_first": p1, "pref_model_first": p2}
         if p1 is None and p2 is None:
             return Judgement(None, {**detail, "failed": True})
         if p1 is None or p2 is None:
             return Judgement(p1 if p2 is None else p2, {**detail, "one_order_failed": True})
+        if self.cfg["weighted"]:  # soft preferences: the mean of both orders cancels position bias
+            return Judgement((p1 + p2) / 2, {**detail, "consistent": (p1 - 0.5) * (p2 - 0.5) > 0 or p1 == p2})
         consistent = p1 == p2
         return Judgement(p1 if consistent else 0.5, {**detail, "consistent": consistent})
 
