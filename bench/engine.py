@@ -80,12 +80,13 @@ class Engine:
 
     Options (all sized for a shared 2-core CPU by default, see README "Generation speed"):
     ``kv_cache_gb`` the KV cache on CPU; ``gpu_memory_utilization`` on GPUs; ``enforce_eager`` skips
-    torch.compile (and CUDA graphs), which on CPU costs more start-up than it returns at eval sizes.
+    torch.compile (and CUDA graphs), which on CPU costs more start-up than it returns at eval sizes;
+    ``seeded_sampling`` for engines that will sample with per-request seeds (PPO rollouts, sampled evals).
     """
 
     def __init__(self, model_dir: str, max_num_seqs: int = 256, max_model_len: int = 2048,
                  kv_cache_gb: float = 2.0, gpu_memory_utilization: float | None = None,
-                 enforce_eager: bool | None = None, seed: int = 0):
+                 enforce_eager: bool | None = None, seed: int = 0, seeded_sampling: bool = False):
         import torch
 
         cpu_vllm_env()
@@ -93,10 +94,12 @@ class Engine:
 
         on_gpu = torch.cuda.is_available()
         memory = ({"gpu_memory_utilization": gpu_memory_utilization or 0.85} if on_gpu
-                  else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30)),
-                        # the CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a
-                        # seeded sampled request (PPO rollouts) across steps: prefill every prompt whole
-                        "enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)})
+                  else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))})
+        if seeded_sampling and not on_gpu:
+            # vLLM's CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a seeded
+            # sampled request across steps: prefill such prompts whole (it costs ~15-20 % of decode speed here,
+            # so greedy generation keeps chunked prefill).
+            memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 4096))
         started = time.perf_counter()
         self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
                        max_num_seqs=max_num_seqs, seed=seed, enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,

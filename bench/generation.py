@@ -305,7 +305,7 @@ def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list
         for j in pending:
             groups.setdefault(engine_key(j.model_dir, j.tokenizer), []).append(j)
         for group in groups.values():
-            with Engine(group[0].model_dir, **(backend_options or {})) as engine:
+            with Engine(group[0].model_dir, **{"seeded_sampling": sampling.temperature > 0, **(backend_options or {})}) as engine:
                 for j in group:
                     j.engine_start = round(engine.start_seconds, 2)
                     j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)

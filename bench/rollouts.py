@@ -83,5 +83,5 @@ def rollout_engine(cfg, prompts):
 
     longest = max(len(ids) for _, ids in prompts)
     with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
-                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed) as engine:
+                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed, seeded_sampling=True) as engine:
         yield engine

@@ -253,15 +253,15 @@ def test_a_checkpoint_whose_chat_template_changed_is_refused_unless_allowed(tmp_
 @pytest.mark.vllm
 def test_seeded_sampling_of_prompts_longer_than_one_prefill_step(tiny_model_dir):
     """PPO samples with a seed per request. vLLM's CPU worker crashed when chunked prefill split such a
-    request across steps (8 prompts of ~900 tokens overflow a 4,096-token step); the engine prefills whole
-    prompts, and the same seeds give the same samples."""
+    request across steps (8 prompts of ~900 tokens overflow a 4,096-token step); an engine made for seeded
+    sampling prefills whole prompts, and the same seeds give the same samples."""
     from vllm import SamplingParams
 
     from bench.engine import Engine
 
     prompts = [[100 + (i * 7 + j) % 5000 for j in range(900)] for i in range(8)]
     params = [SamplingParams(max_tokens=4, temperature=1.0, seed=i, detokenize=False) for i in range(8)]
-    with Engine(tiny_model_dir, **{**ENGINE, "max_model_len": 1024}) as engine:
+    with Engine(tiny_model_dir, **{**ENGINE, "max_model_len": 1024}, seeded_sampling=True) as engine:
         first = [list(o.outputs[0].token_ids) for o in engine.generate(prompts, params)]
         again = [list(o.outputs[0].token_ids) for o in engine.generate(prompts, params)]
     assert first == again and all(len(ids) == 4 for ids in first)
