@@ -56,6 +56,13 @@ def cpu_vllm_env() -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+def whole_prompt_prefill(max_model_len: int) -> dict:
+    """vLLM engine arguments that prefill every prompt in one step. vLLM's CPU worker dies ("CPU Generator does
+    not use offset") when chunked prefill splits a request that samples with its own seed across steps; whole
+    prompts cost ~15-20 % of decode speed here, so only what samples with seeds uses this (CPU only)."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+
+
 def dist_version(*names: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -96,10 +103,7 @@ class Engine:
         memory = ({"gpu_memory_utilization": gpu_memory_utilization or 0.85} if on_gpu
                   else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))})
         if seeded_sampling and not on_gpu:
-            # vLLM's CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a seeded
-            # sampled request across steps: prefill such prompts whole (it costs ~15-20 % of decode speed here,
-            # so greedy generation keeps chunked prefill).
-            memory.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 4096))
+            memory.update(whole_prompt_prefill(max_model_len))
         started = time.perf_counter()
         self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
                        max_num_seqs=max_num_seqs, seed=seed, enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,

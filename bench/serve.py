@@ -42,14 +42,16 @@ def server_command(model_dir: str, host: str, port: int, name: str, api_key: str
                    extra: list[str] | None = None) -> list[str]:
     import torch
 
+    from .engine import whole_prompt_prefill
+
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
            "--served-model-name", name, "--host", host, "--port", str(port), "--max-model-len", str(max_model_len)]
     if not torch.cuda.is_available():
         # fp32 (bf16 is ~400x slower without AVX512-BF16); eager mode starts in ~50 s instead of ~145 s.
         cmd += ["--dtype", "float32", "--gpu-memory-utilization", "0.3", "--enforce-eager"]
-        # vLLM's CPU worker dies ("CPU Generator does not use offset") when chunked prefill splits a seeded
-        # request across steps, which concurrent judge calls with long prompts do: prefill prompts whole.
-        cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(max_model_len, 4096))]
+        # clients (judges) sample with seeds, which crashes chunked prefill on CPU: see whole_prompt_prefill
+        tokens = whole_prompt_prefill(max_model_len)["max_num_batched_tokens"]
+        cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(tokens)]
     if api_key:
         cmd += ["--api-key", api_key]
     return cmd + (extra or [])

@@ -2,9 +2,10 @@
 alpaca_eval annotator against an OpenAI-compatible endpoint, on a seeded sample of the data kit's real GPT-4
 judgements (``judge/``: AlpacaEval 2's soft GPT-4-turbo preferences by default, or AlpacaEval 1's).
 
-Prints agreement with GPT-4 (pairs GPT-4 did not call a tie, binarised at 0.5) beside "longer answer wins"
-on the same pairs, Spearman between the two soft preferences, failures (no verdict in either order), and
-pairs per second.
+Prints the judge card's figures (``bench.judges.card_gpt4.figures``: agreement with GPT-4 overall and on
+near-equal lengths, system-level Spearman and mean absolute error, 95 % intervals over prompts) for the judge
+beside the card's baselines ("longer answer wins", ...) on the same pairs, so they compare with the card's;
+then failures (no verdict in either order, left out of the figures) and pairs per second.
 
     bench serve smollm2-135m-instruct --port 8011 &
     python benchmarks/llm_judge_bench.py --base-url http://127.0.0.1:8011/v1 --n 100
@@ -33,10 +34,10 @@ def main() -> None:
     import tempfile
 
     import numpy as np
-    from scipy.stats import spearmanr
 
     from bench.cache import Cache
     from bench.judges import get
+    from bench.judges.card_gpt4 import baselines, figures
     from bench.judges.gpt4_pairs import kit_pairs
 
     pairs = [p for p in kit_pairs((args.set,)) if not p.adversarial]
@@ -49,21 +50,14 @@ def main() -> None:
                              [p.output for p in sample], [p.reference for p in sample])
     seconds = time.perf_counter() - t0
 
-    gpt4 = np.array([p.label for p in sample])
-    judged = np.array([np.nan if v.preference is None else v.preference for v in verdicts])
-    longer = np.array([1.0 if len(p.output) > len(p.reference) else 0.0 for p in sample])
-    decided = (gpt4 != 0.5) & ~np.isnan(judged)
-
-    def agreement(pred):
-        return float(np.mean((pred[decided] > 0.5) == (gpt4[decided] > 0.5))) if decided.any() else float("nan")
-
-    ok = ~np.isnan(judged)
+    kept = [i for i, v in enumerate(verdicts) if v.preference is not None]
+    judged = [sample[i] for i in kept]
+    preds = {"judge": np.array([verdicts[i].preference for i in kept]), **{k: f(judged) for k, f in baselines().items()}}
     result = {"endpoint_model": judge.model, "annotator": args.annotator, "set": args.set, "pairs": len(sample),
-              "failures": int((~ok).sum()), "one_order_failed": sum(bool(v.detail.get("one_order_failed")) for v in verdicts),
-              "decided_pairs": int(decided.sum()), "agreement": agreement(judged), "longer_wins_agreement": agreement(longer),
-              "spearman_soft": float(spearmanr(judged[ok], gpt4[ok]).statistic) if ok.sum() > 2 else None,
-              "mean_preference": float(np.nanmean(judged)) if ok.any() else None, "gpt4_mean_preference": float(gpt4.mean()),
-              "seconds": round(seconds, 1), "pairs_per_s": round(len(sample) / seconds, 2)}
+              "failures": len(sample) - len(kept),
+              "one_order_failed": sum(bool(v.detail.get("one_order_failed")) for v in verdicts),
+              "seconds": round(seconds, 1), "pairs_per_s": round(len(sample) / seconds, 2),
+              "figures": figures(judged, preds, np.zeros(len(judged), dtype=int), seed=args.seed) if judged else None}
     print(json.dumps(result, indent=2))
 
 
