@@ -34,7 +34,9 @@ METHOD = {"checkpoint": "str?", "seeds": ["key"],
           "train": {"wall_s": "num?", "steps": "int?", "curve": [["num"]], "curve_name": "str?"},
           "winrate": {"win_rate": "num", "ci": "ci?", "lc_win_rate": "num?", "lc_ci": "ci?", "n": "int?",
                       "avg_length": "num?"},
-          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY}}
+          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY},
+          "degeneration": {"n": "int?", "truncated": "num?", "loop": "num?", "empty": "num?", "degenerate": "num?",
+                           "mean_tokens": "num?", "flagged": "bool?", "threshold": "num?"}}
 PAIR = {"a": "str", "b": "str", "name": "str?", "mdd": "num?", "win_rate": INTERVAL_STATS, "lc_win_rate": INTERVAL_STATS}
 VERDICTS = {
     "alpha": "num", "tier_metric": "str", "tier_rule": "str", "tiers": [["str"]],
