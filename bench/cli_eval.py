@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from .cli import app, console, fail_cleanly
+from .stages.config import DEFAULT_JUDGE
 
 judges_app = typer.Typer(help="Judges: list them with their measured agreement, train and measure them.", no_args_is_help=True)
 app.add_typer(judges_app, name="judges")
@@ -218,7 +219,7 @@ def judge(
     outputs: Annotated[list[str], typer.Argument(help="model outputs (model_outputs.json, generations.jsonl or their dir); "
                                                   "with several, each is also compared with the first (paired)")],
     against: Annotated[str, typer.Option(help="reference: an eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
-    judge: JudgeOpt = "mimic-gpt4",
+    judge: JudgeOpt = DEFAULT_JUDGE,
     judge_option: JudgeOptions = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
@@ -235,7 +236,7 @@ def eval_(
     model: Annotated[str, typer.Argument(help="checkpoint dir, Hub id or smollm2-135m-instruct")],
     against: Annotated[str, typer.Option(help="reference: eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
     eval_set: Annotated[str, _GEN_OPTIONS["eval_set"]] = "alpaca_eval",
-    judge: JudgeOpt = "mimic-gpt4",
+    judge: JudgeOpt = DEFAULT_JUDGE,
     judge_option: JudgeOptions = None,
     limit: Annotated[Optional[int], _GEN_OPTIONS["limit"]] = None,
     backend: Annotated[str, _GEN_OPTIONS["backend"]] = "auto",
