@@ -113,8 +113,8 @@ def sweep_command(
 
         cfg = recipe_config(cls, spec, layers)
         held = heldout_prompts(cfg.data, cfg.val_fraction, cfg.seed, prompts)
-        scorer = HeldoutWinRate(held, root / recipe, run.model, run.judge, run.judge_options, run.max_new_tokens,
-                                run.generation_backend, run.allow_unvalidated_judge)
+        scorer = HeldoutWinRate(held, root, run.model, run.judge, run.judge_options, run.max_new_tokens,
+                                run.generation_backend, run.allow_unvalidated_judge, prefix=f"{recipe}/")
         key = {"judge": run.judge, "judge_options": run.judge_options, "max_new_tokens": run.max_new_tokens,
                "prompts": len(held), "prompt_ids": content_key([p.id for p in held])}
     try:

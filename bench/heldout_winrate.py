@@ -46,14 +46,16 @@ class HeldoutWinRate:
     """Scores checkpoints by judged win rate on held-out prompts; one engine for all of them (``close`` it)."""
 
     def __init__(self, prompts: list[EvalPrompt], root: Path, base_model: str, judge: str, judge_options: dict,
-                 max_new_tokens: int, backend: str = "auto", allow_unvalidated_judge: bool = False):
+                 max_new_tokens: int, backend: str = "auto", allow_unvalidated_judge: bool = False, prefix: str = ""):
+        """Answers go to ``root/answers/<prefix><point>``; the untrained model's to ``root/answers/untrained``,
+        shared by every sweep with the same root (rows are keyed by weights, prompt and sampling)."""
         from .judges import get
         from .judges.gate import require_validated
         from .models import resolve
 
         self.gate = require_validated(judge, allow_unvalidated_judge)  # the run's gate, before any training
         self.judge = get(judge, **judge_options)
-        self.prompts, self.root, self.backend = prompts, Path(root), backend
+        self.prompts, self.root, self.backend, self.prefix = prompts, Path(root), backend, prefix
         self.base_model, self.max_new_tokens = resolve(base_model), max_new_tokens
         self.engine = None
         self._base: dict | None = None
@@ -65,7 +67,8 @@ class HeldoutWinRate:
             from .engine import Engine
 
             self.engine = Engine(self.base_model)
-        out = generate_evals([(name, checkpoint, self.root / "answers" / name)], self.prompts, self.backend,
+        where = self.root / "answers" / (name if name == "untrained" else self.prefix + name)
+        out = generate_evals([(name, checkpoint, where)], self.prompts, self.backend,
                              Sampling(max_new_tokens=self.max_new_tokens), dataset=self.prompts[0].dataset,
                              engine=self.engine)[0]
         by_key = {r["id"]: r for r in read_rows(out / "generations.jsonl")}

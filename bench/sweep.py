@@ -251,11 +251,11 @@ def sweep(spec, cls, layers: list[tuple[str, dict]], points: list[dict], root: P
     run = Sweep(spec, cls, layers, root, objective, scorer, scorer_key)
     grid = [run.point(p) for p in points]
     extensions = []
-    while extend:
+    while True:
         new, why = next_edge(grid)
         if why:
-            extensions.append(why)
-        if new is None:
+            extensions.append(why if extend or new is None else f"{why.split(':')[0]}; not extended (extend off)")
+        if new is None or not extend:
             break
         options = {k: v for k, v in best(grid).items() if k in points[0]} | {"learning_rate": new}
         grid.append(run.point(options))

@@ -183,7 +183,7 @@ def test_the_winrate_objective_judges_held_out_answers_and_counts_degenerate_one
     from bench.degeneration import is_degenerate
     from bench.generation import read_rows
 
-    rows = read_rows(tmp_path / "s" / "answers" / "point" / "generations.jsonl")
+    rows = read_rows(tmp_path / "s" / "answers" / "point" / "generations.jsonl")  # no prefix given
     assert [r["id"] for r in rows] == [p.id for p in prompts]
     assert all(pref == 0.0 for r, pref in zip(rows, result["preferences"]) if is_degenerate(r["output"], r["token_ids"]))
     with pytest.raises(Exception, match="local-rm"):  # the run's gate: an unvalidated judge is refused
