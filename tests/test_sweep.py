@@ -28,7 +28,9 @@ def test_choice_prefers_score_then_tiebreak_then_the_smaller_rate():
 def _winrate_point(lr: float, wins: int, n: int = 100, start: int = 0) -> dict:
     """``wins`` of ``n`` prompts won, the won prompts starting at ``start`` (so two points win different prompts)."""
     prefs = [1.0 if (i - start) % n < wins else 0.0 for i in range(n)]
-    return {"learning_rate": lr, "score": wins / n, "win_rate": wins / n, "tiebreak": 0.0, "preferences": prefs}
+    return {"learning_rate": lr, "score": wins / n, "win_rate": wins / n, "tiebreak": 0.0, "preferences": prefs,
+            "win_rate_ci95": [max(0.0, wins / n - 0.1), min(1.0, wins / n + 0.1)], "loop": 0.0, "truncated": 0.5,
+            "empty": 0.0}
 
 
 def test_win_rates_the_data_cannot_tell_apart_go_to_the_lowest_rate():
@@ -56,7 +58,7 @@ class ScriptedScorer:
     def score(self, name, checkpoint):
         lr = json.loads((Path(checkpoint) / "bench_run.json").read_text())["config"]["learning_rate"]
         self.scored.append(lr)
-        return {**_winrate_point(lr, self.curve(lr)), "mean_tokens": 100.0}
+        return {**_winrate_point(lr, self.curve(lr)), "mean_tokens": 100.0, "base_mean_tokens": 100.0}
 
     def base(self):
         return {**_winrate_point(0.0, 30), "mean_tokens": 100.0}
@@ -205,3 +207,17 @@ def test_sweep_prompts_and_eval_prompts_are_disjoint_by_id_and_text(eval_set):
     assert len(held) > 40
     assert not [p for p in held if instruction_text(p.prompt).strip().lower() in texts]
     assert not [p for p in held if p.id in ids]
+
+
+def test_the_printed_table_shows_each_point_with_its_interval_length_and_the_untrained_model(tmp_path):
+    from rich.console import Console
+
+    from bench.cli_sweep import _table
+
+    peak = lambda lr: {1e-6: 20, 1e-5: 30, 1e-4: 50}[lr]  # noqa: E731
+    doc, _ = _scripted_sweep(tmp_path, peak, [1e-6, 1e-5, 1e-4], [], extend=False)
+    assert doc["extensions"] == ["best rate 0.0001 is the highest tried; not extended (extend off)"]
+    console = Console(record=True, width=200)
+    console.print(_table(doc))
+    text = console.export_text()
+    assert "untrained" in text and "50.0 [" in text and "chosen" in text and "100.0 (100.0)" in text
