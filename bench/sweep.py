@@ -133,8 +133,8 @@ def objective_for(recipe: str, requested: str) -> str:
     if requested == "winrate" or recipe in APPLIES.get(requested, ()):
         return requested
     fits = [o for o, names in APPLIES.items() if recipe in names]
-    raise ValueError(f"objective '{requested}' does not apply to {recipe} (use winrate"
-                     + (f" or {fits[0]})" if fits else ")"))
+    raise DataError("--objective", None, None, f"'{requested}' does not apply to {recipe} (use winrate"
+                    + (f" or {fits[0]})" if fits else ")"))
 
 
 def label(point: dict) -> str:
@@ -159,7 +159,8 @@ def choose(grid: list[dict]) -> dict:
 
     top = best(grid)
     if top is None:
-        raise ValueError("every grid point failed: nothing to choose")
+        reasons = "; ".join(f"{label({'learning_rate': g['learning_rate']})}: {g.get('failed')}" for g in grid)
+        raise DataError("sweep", None, None, f"every grid point failed, nothing to choose ({reasons})")
     if "preferences" not in top:
         return top
     ties = [g for g in grid if not g.get("failed") and indistinguishable(g["preferences"], top["preferences"])]
