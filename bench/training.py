@@ -234,6 +234,15 @@ def output_dir(recipe, cfg) -> Path:
     return Path(cfg.output_dir or Path("results") / "checkpoints" / recipe.name)
 
 
+def run_recipe(cls, cfg) -> Path:
+    """Train ``cls`` under ``cfg`` holding its output directory's lock: a second trainer there is refused."""
+    from .runlock import train_lock
+
+    recipe = cls()
+    with train_lock(output_dir(recipe, cfg)):
+        return Path(recipe.run(cfg))
+
+
 # Options that may change between an interrupted run and its continuation (more steps, other logging).
 RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "output_dir", "keep_checkpoints")
 

@@ -64,8 +64,10 @@ def run(run: RunConfig) -> dict[tuple[str, int], Path]:
 
     jobs = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
     check_recipe_configs([(m, cfg, layers) for (m, _), (_, cfg, layers) in jobs.items()], run.model)  # before any training
+    from ..training import run_recipe
+
     out = {}
     for (method, seed), (cls, cfg, _) in jobs.items():
         log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-        out[method, seed] = cls().run(cfg)
+        out[method, seed] = run_recipe(cls, cfg)
     return out
