@@ -156,13 +156,17 @@ def data_list():
 
 @data_app.command("show")
 @fail_cleanly
-def data_show(spec: str, n: int = 2, skip_invalid: bool = False):
+def data_show(spec: str, n: int = 2, skip_invalid: bool = False,
+              kind: Annotated[Optional[str], typer.Option(help="check the records are of this kind: revision, preference or eval")] = None):
     """Load a data spec, validate every row, and print the first records."""
     from dataclasses import asdict
 
     from .data import load
+    from .data.specs import KINDS
 
-    records = load(spec, skip_invalid=skip_invalid)
+    if kind is not None and kind not in KINDS:
+        raise KeyError(f"--kind {kind}: use one of {', '.join(KINDS)}")
+    records = load(spec, kind=kind, skip_invalid=skip_invalid)
     console.print(f"{len(records)} {type(records[0]).__name__} records")
     for r in records[:n]:
         console.print_json(data=asdict(r))

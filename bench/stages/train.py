@@ -46,8 +46,9 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
     if spec.needs:
         where["reward_model"] = run.checkpoint(spec.needs, seed)
-    layers = [("run", where), ("run budget", run.budget),
-              (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
+    layers = [("run", where), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{method}", run.method_options.get(method, {})),
+              ("seeds", {"seed": seed})]
     return cls, layered(cls, spec, layers), layers
 
 
