@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -130,19 +129,18 @@ def serve(
     max_model_len: Annotated[Optional[int], typer.Option(help="longest prompt + answer in tokens (default: the model's context, at most 4096)")] = None,
 ):
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
+    from .procs import exit_code
     from .serve import serve as serve_ctx
 
-    # Ctrl-C and SIGTERM stop the server cleanly. SIGINT explicitly too: a background job of a shell without job
-    # control (`cmd &` in a script, and so a test run started that way) inherits SIGINT ignored, and Python
-    # then leaves it ignored, so `kill -INT` did nothing.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.default_int_handler)
+    # Ctrl-C and SIGTERM stop the server cleanly (fail_cleanly installs both handlers explicitly: a background job
+    # of a script inherits SIGINT ignored), then exit 130 / 143.
     try:
         with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as server:
             console.print(f"[bold green]serving[/] {server.url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
             server.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         console.print("stopped")
+        raise typer.Exit(exit_code(e)) from None
 
 
 def _table(rows: list[dict], diffs: list[dict]) -> Table:

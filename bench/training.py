@@ -242,6 +242,19 @@ def output_dir(recipe, cfg) -> Path:
     return Path(cfg.output_dir or Path("results") / "checkpoints" / recipe.name)
 
 
+def run_recipe(cls, cfg) -> Path:
+    """Train ``cls`` under ``cfg`` holding its output directory's lock: a second trainer there is refused.
+    Under a launcher rank 0 holds it for the whole job (the other ranks are its processes, not rivals)."""
+    import contextlib
+
+    from .runlock import train_lock
+
+    recipe = cls()
+    lock = train_lock(output_dir(recipe, cfg)) if distributed.is_main() else contextlib.nullcontext()
+    with lock:
+        return Path(recipe.run(cfg))
+
+
 def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     """Train ``recipe`` under ``cfg``; returns the directory of the saved Hugging Face checkpoint.
     ``callbacks``: extra ``TrainerCallback``s (tests read gradients through them)."""

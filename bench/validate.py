@@ -236,9 +236,11 @@ def check_data_spec(spec: str, source: str = "--data") -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise bad(source, None, spec, "a dataset name (bench data list) or a file path")
+    from .data.specs import file_spec, is_file_spec
+
     name, sep, rest = spec.partition(":")
-    path = spec.split("?")[0]
-    if Path(path).exists():
+    if Path(spec.split("?")[0]).exists() or (is_file_spec(spec) and name not in DATASETS):
+        file_spec(spec)  # path, query keys, mapped fields: each its own sentence (rows are checked when read)
         return
     if name in DATASETS and not sep:
         return

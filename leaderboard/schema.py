@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 SCHEMA = "bench.results/2"
-OLD_SCHEMAS = {"bench.results/1": "it predates verdicts (tiers, method-vs-method tests, controls); re-run "
-                                  "`bench run all --stage report` on that run to rewrite it as " + SCHEMA}
+OLD_SCHEMAS = {"bench.results/1": "it predates verdicts (tiers, method-vs-method tests, controls); run "
+                                  "`bench run report --force --config RUN_DIR/run_config.yaml` (the run_config.yaml "
+                                  "beside it) to rewrite it as " + SCHEMA}
 
 
 class ResultsError(ValueError):

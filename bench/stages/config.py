@@ -58,6 +58,10 @@ class RunConfig:
     def dir(self) -> Path:
         return Path(self.root) / self.run
 
+    def source(self, key: str) -> str:
+        """Where option ``key`` was set: the run YAML's path, ``--set``, or "run config" (built in code)."""
+        return getattr(self, "sources", {}).get(key, "run config")
+
     def checkpoint(self, method: str, seed: int | None = None) -> str:
         """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
         if method != BASE:
@@ -96,7 +100,10 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     doc = {}
     if path:
         path = Path(path)
-        doc = load_yaml(path) or {}
+        doc = load_yaml(path)
+        if doc is None or doc == {}:  # an empty run would silently be the code's defaults, not the documented run
+            raise DataError(path, None, None, "the run YAML is empty (or only comments); write the run's options, e.g. "
+                                              "start from a copy of runs/smollm2-cpu.yaml")
         if not isinstance(doc, dict):
             raise DataError(path, None, None, "expected a mapping of run options")
     sources = {key: str(path) for key in doc} | {key: "--set" for key in overrides or {}}
@@ -109,6 +116,7 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
         if want and not isinstance(value, want):
             raise DataError(sources.get(key, "run config"), None, key, f"expected a {want.__name__}")
     run = RunConfig(**doc)
+    run.sources = sources  # not a field: where each option came from, for messages (the YAML file, or --set)
     from ..validate import check_run_config
 
     check_run_config(run, sources)  # every field, before the first stage
