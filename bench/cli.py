@@ -217,6 +217,7 @@ def leaderboard(
 from . import cli_suite  # noqa: E402,F401  (bench suite)
 from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
 from . import cli_sweep  # noqa: E402,F401  (bench sweep)
+from . import cli_data  # noqa: E402,F401  (bench data build-spa, build-edits)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+"""bench/spa: the filter's rules on constructed pairs, the reviser against a scripted OpenAI-compatible endpoint
+(resume asks only for what is missing; a down endpoint is one sentence), and a whole build whose file FIGA
+trains on (rollout with HF generate on the tiny model, the scripted reviser; the vLLM + bench serve version is
+in tests/test_spa_serve.py)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from bench.spa.filter import Window, drop_reason, edit_ratio, strip_preamble
+from bench.spa.revise import EndpointError, Reviser
+
+WINDOW = Window(min_edit_ratio=0.1, max_edit_ratio=0.6, min_gain=0.05)
+ORIGINAL = "Paris is the capital of Germany. It is on the Seine."
+
+
+def verdict(text, ratio=0.3, gain=0.2, finish="stop", reference="Paris is the capital of France.", original=ORIGINAL):
+    return drop_reason(original, {"text": text, "finish_reason": finish}, reference, ratio, gain, WINDOW)
+
+
+def test_each_filter_rule_drops_what_it_names_and_keeps_a_good_revision():
+    good = "Paris is the capital of France. It is on the Seine."
+    assert verdict(good) is None
+    assert verdict("   ") == "empty"
+    assert verdict("Here is the revised answer:\n") == "empty"  # only a preamble
+    assert verdict(good, finish="length") == "truncated"
+    assert verdict("I'm sorry, but I can't help with revising this.") == "refused"
+    # a refusal the reference itself makes is a real revision (HH-RLHF harmless pairs)
+    assert verdict("I'm sorry, I can't help with that.", reference="Sorry, I won't help with that.") is None
+    assert verdict("Paris is the capital of Germany.  It is on the Seine. ") == "identical"
+    assert verdict(good, ratio=0.05) == "edit_ratio_low"
+    assert verdict(good, ratio=0.9) == "edit_ratio_high"
+    assert verdict(good, gain=0.01) == "score_gain"
+    assert verdict(good, gain=-0.3) == "score_gain"
+    assert verdict(good, gain=None) == "unscored"
+    assert drop_reason(ORIGINAL, {"rejected": "HTTP 400"}, None, None, None, WINDOW) == "rejected"
+    # min_gain 0 still needs a real rise; None turns the score check off
+    assert drop_reason(ORIGINAL, {"text": good}, None, 0.3, 0.0, Window(0.1, 0.6, 0.0)) == "score_gain"
+    assert drop_reason(ORIGINAL, {"text": good}, None, 0.3, None, Window(0.1, 0.6, None)) is None
+
+
+def test_edit_ratio_is_token_level_and_preamble_is_removed():
+    assert edit_ratio([1, 2, 3, 4], [1, 2, 3, 4]) == 0.0
+    assert edit_ratio([1, 2, 3, 4], [1, 9, 3, 4]) == 0.25
+    assert edit_ratio([1, 2], [5, 6, 7, 8]) == 1.0
+    assert strip_preamble("Here's the revised answer:\nParis is in France.") == "Paris is in France."
+    assert strip_preamble("Here is a list:\n1. a") == "Here is a list:\n1. a"  # not a reviser's preamble
+
+
+class ScriptedEndpoint:
+    """An OpenAI-compatible chat endpoint on 127.0.0.1 that counts requests; ``mode`` decides the answers:
+    "ok" (a fixed edit of the answer in the prompt), "down" (HTTP 503), "garbage" (a non-JSON body),
+    "empty" (JSON without choices)."""
+
+    def __init__(self):
+        self.mode, self.posts, self.fail_after = "ok", 0, None
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, code, body: bytes, kind="application/json"):
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send(200, json.dumps({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).encode())
+
+            def do_POST(self):
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                endpoint.posts += 1
+                mode = endpoint.mode
+                if endpoint.fail_after is not None and endpoint.posts > endpoint.fail_after:
+                    mode = "down"
+                if mode == "down":
+                    return self._send(503, b'{"error": {"message": "overloaded"}}')
+                if mode == "garbage":
+                    return self._send(200, b"<html>not an API</html>", "text/html")
+                if mode == "empty":
+                    return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
+                                                       "model": "scripted", "choices": []}).encode())
+                text = request["messages"][0]["content"]
+                answer = text.split("Assistant's answer:\n", 1)[-1].split("\n\nWrite only", 1)[0]
+                revised = answer.replace("Germany", "France").replace("bad", "good") + " Thanks."
+                self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
+                                            "choices": [{"index": 0, "finish_reason": "stop",
+                                                         "message": {"role": "assistant", "content": revised}}]}).encode())
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def endpoint():
+    e = ScriptedEndpoint()
+    yield e
+    e.close()
+
+
+def items(n):
+    return [{"id": f"q{i}", "prompt": [{"role": "user", "content": f"Question {i}?"}],
+             "response": f"Answer {i} is bad.", "reference": f"Answer {i} is good."} for i in range(n)]
+
+
+def reviser(tmp_path, url, **kw):
+    return Reviser(None, "revise-v1.txt", tmp_path / "cache", concurrency=1, retries=1, backoff=0.01, **kw).connect(url)
+
+
+def test_resume_after_an_interruption_asks_only_for_the_missing_items(endpoint, tmp_path):
+    endpoint.fail_after = 3  # the endpoint dies after three answers: the build stops there
+    first = reviser(tmp_path, endpoint.url)
+    with pytest.raises(EndpointError):
+        first.revise(items(8))
+    assert endpoint.posts == 3 + 2  # three answers, then the failing item's two attempts
+    endpoint.fail_after, endpoint.posts = None, 0
+    again = reviser(tmp_path, endpoint.url)  # a new process: only the cache on disk carries over
+    got = again.revise(items(8))
+    assert endpoint.posts == 5 and again.requests == 5
+    assert [g["text"] for g in got] == [f"Answer {i} is good. Thanks." for i in range(8)]
+    endpoint.posts = 0
+    reviser(tmp_path, endpoint.url).revise(items(8))
+    assert endpoint.posts == 0  # all cached: nothing asked
+
+
+def test_a_new_template_version_is_asked_again(endpoint, tmp_path):
+    reviser(tmp_path, endpoint.url).revise(items(2))
+    custom = tmp_path / "revise-v2.txt"
+    custom.write_text("Fix this minimally.\n{instruction}\n\nAssistant's answer:\n{response}\n\nWrite only the answer.")
+    endpoint.posts = 0
+    r = Reviser(None, str(custom), tmp_path / "cache", concurrency=1).connect(endpoint.url)
+    r.revise(items(2))
+    assert endpoint.posts == 2 and r.identity()["template"].startswith("revise-v2.txt@")
+
+
+@pytest.mark.parametrize("mode, words", [("down", "unreachable or failing"), ("garbage", "answered garbage"),
+                                         ("empty", "answered garbage")])
+def test_endpoint_down_or_garbage_is_one_sentence_naming_endpoint_and_item(endpoint, tmp_path, mode, words):
+    endpoint.mode = mode
+    with pytest.raises(EndpointError) as err:
+        reviser(tmp_path, endpoint.url).revise(items(3))
+    message = str(err.value)
+    assert endpoint.url in message and words in message and "item q0" in message and "2 attempts" in message
+    assert "\n" not in message
+
+
+def test_connection_refused_names_the_endpoint(tmp_path):
+    from bench.serve import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with pytest.raises(EndpointError, match=f"reviser endpoint {url} unreachable"):
+        Reviser("m", "revise-v1.txt", tmp_path / "cache", retries=0).connect(url).revise(items(1))
