@@ -85,7 +85,7 @@ class ScriptedEndpoint:
                     return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
                                                        "model": "scripted", "choices": []}).encode())
                 text = request["messages"][0]["content"]
-                answer = text.split("Assistant's answer:\n", 1)[-1].split("\n\nWrite only", 1)[0]
+                answer = text.split("\n\nWrite only", 1)[0].rsplit(":\n", 1)[-1]  # the last field: the answer
                 revised = answer.replace("Germany", "France").replace("bad", "good") + " Thanks."
                 self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "scripted",
                                             "choices": [{"index": 0, "finish_reason": "stop",
@@ -162,3 +162,67 @@ def test_connection_refused_names_the_endpoint(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     with pytest.raises(EndpointError, match=f"reviser endpoint {url} unreachable"):
         Reviser("m", "revise-v1.txt", tmp_path / "cache", retries=0).connect(url).revise(items(1))
+
+
+def prompt_file(tmp_path, n=6):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Name a colour number {i}.", "reference": f"Colour {i} is blue."}) + "\n"
+                            for i in range(n)))
+    return str(path)
+
+
+def spa_config(tmp_path, model, url, **kw):
+    from bench.spa import SpaConfig
+
+    base = dict(prompts=prompt_file(tmp_path), model=model, backend="hf", max_new_tokens=12, temperature=0.0,
+                subpar_quantile=1.0, base_url=url, concurrency=2, retries=1, min_edit_ratio=0.0, max_edit_ratio=1.0,
+                min_gain=None, out=str(tmp_path / "built"))
+    return SpaConfig(**{**base, **kw})
+
+
+def test_a_whole_build_writes_spa_rows_that_figa_trains_on(endpoint, tmp_path, tiny_model_dir):
+    from bench import registry
+    from bench.config import build_config
+    from bench.data import load
+    from bench.spa import build
+
+    doc = build(spa_config(tmp_path, tiny_model_dir, endpoint.url))
+    assert doc["steps"]["prompts"]["count"] == 6 and doc["steps"]["answered"]["count"] == 6
+    assert doc["steps"]["revised"]["count"] == 6 == endpoint.posts
+    kept = doc["steps"]["kept"]["count"]
+    assert kept + sum(doc["drops"].values()) == 6 and sum(doc["edit_ratio"]["counts"]) >= kept
+    rows = [json.loads(line) for line in open(doc["files"]["data"])]
+    assert len(rows) == kept > 0
+    row = rows[0]
+    assert {"instruction", "input", "output", "original_output", "revised_output", "scores", "edit_ratio"} <= row.keys()
+    assert row["revised_output"].endswith("Thanks.") and row["output"].startswith("Colour")
+    assert row["provenance"]["sampling"]["seed"] == 0 and row["provenance"]["reviser"]["model"] == "scripted"
+    triples = load(doc["files"]["data_spec"])
+    assert triples[0].initial == row["original_output"] and triples[0].revised == row["revised_output"]
+
+    endpoint.posts = 0
+    again = build(spa_config(tmp_path, tiny_model_dir, endpoint.url))  # a finished build re-runs from its caches
+    assert endpoint.posts == 0 and again["steps"]["kept"] == doc["steps"]["kept"]
+
+    spec, cls = registry.get("figa")
+    cfg = build_config(cls.Config, [(str(spec.yaml_path), spec.defaults), ("test", dict(
+        model=tiny_model_dir, data=doc["files"]["data_spec"], max_length=128, batch_size=2, max_steps=1,
+        val_fraction=0.0, output_dir=str(tmp_path / "figa")))])
+    out = cls().run(cfg)
+    assert json.loads((out / "bench_run.json").read_text())["config"]["data"] == doc["files"]["data_spec"]
+
+
+def test_edit_mode_writes_revision_pairs_the_token_reward_model_reads(endpoint, tmp_path, tiny_model_dir):
+    from bench.data import load
+    from bench.spa import build
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"Is {i} even?", "chosen": f"{i} is even, good.",
+                                         "rejected": f"{i} is bad, in Germany."}) + "\n" for i in range(4)))
+    cfg = spa_config(tmp_path, tiny_model_dir, endpoint.url, mode="edit", prompts=str(pairs),
+                     scorer="judge:mimic-gpt4", out=str(tmp_path / "edits"))
+    doc = build(cfg)
+    assert doc["steps"]["pairs"]["count"] == 4 and doc["steps"]["kept"]["count"] == 4
+    triples = load(doc["files"]["data_spec"], kind="revision")
+    assert [t.initial for t in triples] == [f"{i} is bad, in Germany." for i in range(4)]
+    assert [t.revised for t in triples] == [f"{i} is good, in France. Thanks." for i in range(4)]
