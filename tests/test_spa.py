@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +227,41 @@ def test_edit_mode_writes_revision_pairs_the_token_reward_model_reads(endpoint, 
     triples = load(doc["files"]["data_spec"], kind="revision")
     assert [t.initial for t in triples] == [f"{i} is bad, in Germany." for i in range(4)]
     assert [t.revised for t in triples] == [f"{i} is good, in France. Thanks." for i in range(4)]
+
+
+def test_a_run_builds_its_data_first_and_every_method_trains_on_it(endpoint, tmp_path, tiny_model_dir):
+    from bench.stages import load_run_config, run_all
+    from bench.stages import report as report_stage
+
+    path = tmp_path / "run.yaml"
+    build = dict(prompts=prompt_file(tmp_path), backend="hf", max_new_tokens=12, temperature=0.0, subpar_quantile=1.0,
+                 base_url=endpoint.url, min_edit_ratio=0.0, max_edit_ratio=1.0, min_gain=None)
+    path.write_text(json.dumps(dict(run="built", root=str(tmp_path / "runs"), model=tiny_model_dir, methods=["sft", "figa"],
+                                    budget={"max_steps": 1, "batch_size": 2, "max_length": 128, "val_fraction": 0.0},
+                                    build_data=build, judge="mimic-gpt4")))
+    run = load_run_config(path)
+    run_all(run, ["build_data", "train"])
+    spec = f"spa:{run.dir / 'data' / 'spa.jsonl'}"
+    assert run.train_data == spec
+    for method in ("sft", "figa"):
+        info = json.loads((Path(run.checkpoint(method, 0)) / "bench_run.json").read_text())
+        assert info["config"]["data"] == spec  # the same built pairs (so the same prompts) for every method
+    doc = report_stage.document(run)
+    assert doc["data"] == spec and doc["methods"]["figa"]["data"] == spec
+    assert doc["data_built"]["steps"]["kept"]["count"] == 6 and doc["data_built"]["reviser"]["model"] == "scripted"
+    endpoint.posts = 0
+    run_all(run, ["build_data", "train"])  # up to date: nothing is built or asked again
+    assert endpoint.posts == 0
+
+
+def test_a_build_option_the_stage_sets_or_does_not_know_is_named(tmp_path):
+    from bench.data import DataError
+    from bench.stages import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text("run: x\nbuild_data: {prompts: alpaca_libre, reviser: m}\n")
+    with pytest.raises(DataError, match="reviser"):
+        load_run_config(path)
+    path.write_text("run: x\nbuild_data: {model: other}\n")
+    with pytest.raises(DataError, match="build_data.model"):
+        load_run_config(path)

@@ -22,6 +22,7 @@ class RunConfig:
     run: str = "smollm2-cpu"
     model: str = "smollm2-135m-instruct"
     data: str = "expertqa"
+    build_data: dict | None = None  # build SPA-style data from the run's model first (bench/spa); methods train on it
     methods: list = field(default_factory=lambda: ["sft", "figa", "dpo", "ppo", "fg-ppo"])
     budget: dict = field(default_factory=dict)  # TrainConfig options every method gets (steps, batch, length)
     seeds: list = field(default_factory=lambda: [0])  # every method (and reward model) is trained once per seed
@@ -47,6 +48,15 @@ class RunConfig:
     @property
     def dir(self) -> Path:
         return Path(self.root) / self.run
+
+    @property
+    def train_data(self) -> str:
+        """What every method trains on: the pairs the build_data stage built, or ``data``."""
+        if not self.build_data:
+            return self.data
+        from .build_data import data_spec
+
+        return data_spec(self)
 
     def checkpoint(self, method: str, seed: int | None = None) -> str:
         """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
@@ -102,4 +112,11 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     from ..validate import check_run_config
 
     check_run_config(run, sources)  # every field, before the first stage
+    if run.build_data is not None:
+        if not isinstance(run.build_data, dict):
+            raise DataError(sources.get("build_data", "run config"), None, "build_data",
+                            "expected a mapping of build options (those of `bench data build-spa`)")
+        from .build_data import config
+
+        config(run)  # unknown build options and bad values name their source before any stage starts
     return run
