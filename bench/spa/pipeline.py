@@ -72,6 +72,9 @@ def _spa_items(cfg: SpaConfig, out: Path, scorer: Scorer, steps: _Steps) -> list
     write_jsonl(out / "scored.jsonl", [{"id": r["id"], "score": s, "subpar": k, "cut": cut}
                                        for r, s, k in zip(rows, scores, keep)])
     steps.counts["scored"] = sum(s is not None for s in scores)
+    if not steps.counts["scored"]:
+        raise DataError(cfg.prompts, None, "reference", f"no answer could be scored by {cfg.scorer}: a judge scores "
+                        "against the prompt's reference answer, and these prompts have none; use rm:PATH (a reward model)")
     steps.done("reward", sum(keep), "subpar")
     return [{"id": r["id"], "prompt": r["prompt"], "response": r["output"], "reference": r["reference"],
              "score": s, "provenance": {"origin": cfg.prompts, "policy": cfg.model, "sampling": r["sampling"],

@@ -38,8 +38,9 @@ def rollout(cfg: SpaConfig, prompts: list[EvalPrompt], out: Path) -> list[dict]:
     from ..generation import Sampling, generate_eval, read_rows
 
     sampling = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+    # chunks of 64: a kill mid-rollout loses at most one chunk, and a chunk still fills vLLM's batch on a CPU
     where = generate_eval(cfg.model, prompts, out / "rollout", backend=cfg.backend, sampling=sampling,
-                          generator="policy", dataset=cfg.prompts)
+                          generator="policy", dataset=cfg.prompts, chunk=64)
     rows = read_rows(where / "generations.jsonl")
     references = {p.id: p.reference for p in prompts}
     return [{**r, "reference": references.get(r["id"])} for r in rows]
