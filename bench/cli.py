@@ -184,7 +184,7 @@ def model_path(spec: Annotated[str, typer.Argument(help="HF id, local dir, or sm
 @app.command("run")
 @fail_cleanly
 def run_pipeline(
-    stage: Annotated[str, typer.Argument(help="all, or one of: train, generate, judge, suite, report")] = "all",
+    stage: Annotated[str, typer.Argument(help="all, or one of: build_data, train, generate, judge, suite, report")] = "all",
     config: Annotated[Optional[Path], typer.Option(help="run YAML (default runs/smollm2-cpu.yaml)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE run override, e.g. eval_limit=20")] = None,
     force: Annotated[bool, typer.Option(help="re-run the stage(s) even when nothing they depend on changed")] = False,
@@ -228,6 +228,7 @@ def leaderboard(
 from . import cli_suite  # noqa: E402,F401  (bench suite)
 from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
 from . import cli_sweep  # noqa: E402,F401  (bench sweep)
+from . import cli_data  # noqa: E402,F401  (bench data build-spa, build-edits)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Runs and presentation are joined only by this schema (``bench.results/2``), one 
 site imports nothing from ``bench``. ``leaderboard.schema`` checks every field below; ``?`` = may be null.
 
     {"schema": "bench.results/2", "run": str, "created": iso-time, "model": str, "data": str,
+     "data_built": {"steps", "drops", "reviser", "scorer", "files"}?,   # the build_data stage's report (bench/spa)
      "budget": {...}, "eval_set": str, "reference": str, "seeds": [seed, ...]?,
      "judge": {"name": str, "validated": bool, "reason": str,        # validated false: win rates shown in red
                "summary": {"agreement": {"value", "ci95"}, "near_equal_agreement": {"value", "ci95"},
@@ -14,6 +15,7 @@ site imports nothing from ``bench``. ``leaderboard.schema`` checks every field b
      "methods": {NAME: {"checkpoint": str, "seeds": [seed, ...]?,
                         "train": {"wall_s": float, "steps": int, "curve": [[step, value], ...],
                                   "curve_name": str}?,
+                        "data": str?,                          # the data spec it trained on
                         "winrate": {"win_rate", "ci": [lo, hi], "lc_win_rate", "lc_ci", "n", "avg_length"}?,
                         "vs_base": {"diff": float, "ci": [lo, hi]}?,
                         "suite": {METRIC: {"value": float, "stderr": float?},

@@ -29,6 +29,7 @@ class RunConfig:
     run: str = "smollm2-cpu"
     model: str = "smollm2-135m-instruct"
     data: str = "expertqa"
+    build_data: dict | None = None  # build SPA-style data from the run's model first (bench/spa); methods train on it
     methods: list = field(default_factory=lambda: ["sft", "figa", "dpo", "ppo", "fg-ppo"])
     budget: dict = field(default_factory=lambda: {  # TrainConfig options every method gets (steps, batch, length)
         "max_steps": 8, "batch_size": 4, "grad_accum": 1, "limit": 32, "max_length": 256, "val_fraction": 0.1,
@@ -61,6 +62,15 @@ class RunConfig:
     def source(self, key: str) -> str:
         """Where option ``key`` was set: the run YAML's path, ``--set``, or "run config" (built in code)."""
         return getattr(self, "sources", {}).get(key, "run config")
+
+    @property
+    def train_data(self) -> str:
+        """What every method trains on: the pairs the build_data stage built, or ``data``."""
+        if not self.build_data:
+            return self.data
+        from .build_data import data_spec
+
+        return data_spec(self)
 
     def checkpoint(self, method: str, seed: int | None = None) -> str:
         """Where a method's checkpoint for ``seed`` is (``base``: the untrained model)."""
@@ -120,4 +130,11 @@ def load_run_config(path: str | Path | None, overrides: dict | None = None) -> R
     from ..validate import check_run_config
 
     check_run_config(run, sources)  # every field, before the first stage
+    if run.build_data is not None:
+        if not isinstance(run.build_data, dict):
+            raise DataError(sources.get("build_data", "run config"), None, "build_data",
+                            "expected a mapping of build options (those of `bench data build-spa`)")
+        from .build_data import config
+
+        config(run)  # unknown build options and bad values name their source before any stage starts
     return run

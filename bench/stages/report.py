@@ -93,6 +93,8 @@ def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -
     return {"checkpoint": None if control else run.checkpoint(name, first),
             "seeds": [s for s in seeds if s is not None],
             "train": _train_summary(run, name, first) if first is not None else None,
+            "data": (_read(Path(run.checkpoint(name, first)) / "bench_run.json") or {}).get("config", {}).get("data")
+            if first is not None else None,  # the data spec the method trained on, from its own record
             "winrate": _winrate(name, _read(judged_path(run, name, first)), verdicts),
             "vs_base": _vs_base(name, verdicts),
             "suite": None if control else _suite(_read(summary_path(run, name, first))),
@@ -129,6 +131,14 @@ def _template_changes(run: RunConfig, name: str, seeds: list[int | None]) -> dic
     return changed or None
 
 
+def _built(run: RunConfig) -> dict | None:
+    """What the build_data stage made (steps, drops, reviser, scorer, the file), when the run built its data."""
+    from .build_data import output_dir
+
+    doc = _read(output_dir(run) / "report.json") if run.build_data else None
+    return {k: doc[k] for k in ("steps", "drops", "reviser", "scorer", "files")} if doc else None
+
+
 def _controls(run: RunConfig) -> dict:
     what = {"null": "the constant answer {!r}", "positive": "the reference answers of {}"}
     return {kind: {"method": name, "what": what[kind].format(run.controls[kind])}
@@ -145,7 +155,7 @@ def document(run: RunConfig) -> dict:
     methods = {name: _entry(run, name, s, verdicts) for name, s in seeds.items()}
     any_suite = any(m["suite"] for m in methods.values())
     return {"schema": SCHEMA, "run": run.run, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": run.model,
-            "data": run.data, "budget": {"budget": run.budget, "method_options": run.method_options,
+            "data": run.train_data, "data_built": _built(run), "budget": {"budget": run.budget, "method_options": run.method_options,
                                          "config": dataclasses.asdict(run)},
             "eval_set": run.eval_set, "reference": f"{run.eval_set} reference outputs", "seeds": run.seeds,
             "judge": require_validated(run.judge, allow_unvalidated=True),
