@@ -288,12 +288,13 @@ class _Job:
 
 def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list[EvalPrompt], backend: str = "auto",
                    sampling: Sampling = Sampling(), dataset: str = "", chunk: int = 256,
-                   backend_options: dict | None = None, allow_template_change: bool = False) -> list[Path]:
+                   backend_options: dict | None = None, allow_template_change: bool = False, engine=None) -> list[Path]:
     """Generate answers for every (generator, checkpoint, out_dir) job; returns the out_dirs.
 
     With vLLM, one engine is started per group of checkpoints that share an ``engine_key`` and each
     checkpoint's weights are swapped into it; the engine is shut down when its group is done, also on
-    errors. Finished rows are reused, so a re-run after a kill generates only what is missing.
+    errors. A caller that generates again and again (a sweep) passes its own ``engine``, which is used for
+    every job and left running. Finished rows are reused, so a re-run after a kill generates only what is missing.
     """
     name = backend_name(backend)
     plans = [_Job(g, m, o, prompts, name, sampling, allow_template_change) for g, m, o in jobs]
@@ -301,7 +302,10 @@ def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list
     for j in plans:
         log.info("[generate] %s: %d of %d prompts already generated; %d to go (backend %s)", j.generator,
                  len(prompts) - len(j.todo), len(prompts), len(j.todo), name)
-    if name == "vllm":
+    if name == "vllm" and engine is not None:
+        for j in pending:
+            j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)
+    elif name == "vllm":
         from .engine import Engine, engine_key
 
         groups: dict[str, list[_Job]] = {}
