@@ -100,6 +100,9 @@ def case(stage: str, sig: str, code: str, work: Path, model: Path, prepared: Pat
     shutil.rmtree(root, ignore_errors=True)
     if stage in ("generate", "judge", "suite"):
         shutil.copytree(prepared, root)
+        # finished work is read back, not redone: forget this stage's outputs so that it works again
+        shutil.rmtree(root / "sig" / {"generate": "generations", "judge": "judged", "suite": "suite"}[stage],
+                      ignore_errors=True)
     config = work / f"case-{stage}.yaml"
     config.write_text(RUN.format(root=root, model=model, steps=400))  # train: long enough to be interrupted
     port = None
@@ -137,12 +140,13 @@ def case(stage: str, sig: str, code: str, work: Path, model: Path, prepared: Pat
     if proc.poll() is not None:
         return {"stage": stage, "signal": sig, "note": f"finished before the signal (exit {proc.returncode})"}
     sent = time.time()
-    proc.send_signal(getattr(signal, sig))
     try:
+        proc.send_signal(getattr(signal, sig))
         rc = proc.wait(300)
     except subprocess.TimeoutExpired:
-        proc.kill()
         rc = "hung (killed after 300 s)"
+    finally:
+        proc.kill()  # a no-op unless it hung (or this script was interrupted)
     exited = time.time() - sent
     while time.time() - sent < exited + grace and any(running(p) for p in seen.values()):
         time.sleep(0.1)

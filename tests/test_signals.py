@@ -126,6 +126,23 @@ def test_handle_signals_raises_the_signal_as_an_interrupt_with_its_exit_status()
     assert signal.getsignal(signal.SIGTERM) == before  # restored
 
 
+def _exit_at_once():
+    pass
+
+
+def test_finished_multiprocessing_children_are_reaped():
+    """vLLM's engine processes are multiprocessing children: ``reap`` (called by ``Engine.close``) collects them."""
+    import multiprocessing
+
+    from bench.procs import reap
+
+    child = multiprocessing.get_context("spawn").Process(target=_exit_at_once)
+    child.start()
+    _wait(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 60, "the child to finish")
+    reap()
+    assert not psutil.pid_exists(child.pid)  # no <defunct> left
+
+
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
