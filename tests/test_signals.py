@@ -126,6 +126,26 @@ def test_handle_signals_raises_the_signal_as_an_interrupt_with_its_exit_status()
     assert signal.getsignal(signal.SIGTERM) == before  # restored
 
 
+def test_a_signal_another_thread_receives_still_interrupts_the_main_thread_blocked_in_a_system_call():
+    """vLLM's start-up waits in one long ``zmq_poll``; the kernel handed Ctrl-C to one of ZeroMQ's threads and
+    Python's handler waited for that poll to end (600 s). Here the main thread sleeps in the kernel while
+    another thread takes SIGTERM."""
+    import threading
+
+    from bench.procs import Interrupted, handle_signals
+
+    def other_thread():
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # lands on this thread, not the main one
+
+    t0 = time.time()
+    with pytest.raises(Interrupted):
+        with handle_signals():
+            threading.Thread(target=other_thread).start()
+            time.sleep(120)
+    assert time.time() - t0 < 120  # the sleep was cut short, not waited out
+
+
 def _exit_at_once():
     pass
 
