@@ -50,18 +50,23 @@ def user_error_message(e: BaseException) -> str | None:
 def fail_cleanly(fn):
     """Bad input ends with one red line naming file, line and field: never a deep traceback (unless -v).
 
-    A genuine bug keeps its traceback, with one line asking for a report; Ctrl-C says how to resume."""
+    A genuine bug keeps its traceback, with one line asking for a report. SIGINT and SIGTERM are handled alike
+    (``bench.procs.handle_signals``): what the command started is shut down, its locks released, and it says
+    how to resume and exits 130 / 143."""
     import functools
+
+    from .procs import exit_code, handle_signals
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with handle_signals():
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             console.print(f"[bold yellow]{RESUME_HINT}[/]", highlight=False)
-            raise typer.Exit(130) from None
+            raise typer.Exit(exit_code(e)) from None
         except Exception as e:
             message = user_error_message(e)
             if message is None:
@@ -129,7 +134,9 @@ def train(
     cls, cfg = train_config(recipe, config, parse_overrides(set_ or []), model=model, data=data, output_dir=output_dir,
                             max_steps=max_steps, limit=limit, lora_r=lora_r, seed=seed, skip_invalid=skip_invalid or None)
     console.print_json(data=to_dict(cfg))
-    out = cls().run(cfg)
+    from .training import run_recipe
+
+    out = run_recipe(cls, cfg)
     console.print(f"[bold green]checkpoint:[/] {out}")
 
 
@@ -149,13 +156,17 @@ def data_list():
 
 @data_app.command("show")
 @fail_cleanly
-def data_show(spec: str, n: int = 2, skip_invalid: bool = False):
+def data_show(spec: str, n: int = 2, skip_invalid: bool = False,
+              kind: Annotated[Optional[str], typer.Option(help="check the records are of this kind: revision, preference or eval")] = None):
     """Load a data spec, validate every row, and print the first records."""
     from dataclasses import asdict
 
     from .data import load
+    from .data.specs import KINDS
 
-    records = load(spec, skip_invalid=skip_invalid)
+    if kind is not None and kind not in KINDS:
+        raise KeyError(f"--kind {kind}: use one of {', '.join(KINDS)}")
+    records = load(spec, kind=kind, skip_invalid=skip_invalid)
     console.print(f"{len(records)} {type(records[0]).__name__} records")
     for r in records[:n]:
         console.print_json(data=asdict(r))

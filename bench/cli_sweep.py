@@ -37,8 +37,8 @@ def sweep_command(
         rates = []
     if not rates or not all(0 < r < float("inf") for r in rates):
         raise typer.BadParameter(f"--lrs expects positive numbers separated by commas, got '{lrs}'")
-    layers = [("run", {"model": run.model, "data": run.data}), ("run budget", run.budget),
-              (f"method_options.{recipe}", run.method_options.get(recipe, {})),
+    layers = [("run", {"model": run.model, "data": run.data}), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{recipe}", run.method_options.get(recipe, {})),
               ("--set", parse_overrides(set_ or []))]
     path = sweep(spec, cls, layers, rates, root)
     import yaml

@@ -9,7 +9,8 @@ Outputs of ``generate_eval``, in one directory:
 - ``generations.jsonl``: one row per prompt with token counts, finish reason, seed, sampling parameters,
   backend and version, chat-template hash, and the row's content key;
 - ``model_outputs.json``: AlpacaEval's format (instruction, output, generator, dataset);
-- ``generation_meta.json``: the run's settings and provenance (its tokens/s includes the engine start).
+- ``generation_meta.json``: the run's settings and provenance (its tokens/s includes the engine start), and the
+  set's degeneration statistics (``bench.degeneration``: truncated, looping, empty shares, mean length).
 Rows are appended as each chunk finishes and keyed by a content hash of (model weights, rendered prompt,
 sampling, backend), so an interrupted run resumes with only the missing prompts, and a re-run is free.
 """
@@ -29,6 +30,7 @@ from .atomic import atomic_write_json
 from .cache import content_key
 from .chat import render_prompt, template_hash
 from .data import DataError, EvalPrompt
+from .degeneration import DEFINITION, statistics
 from .engine import cpu_vllm_env  # noqa: F401  (bench.serve imports it from here)
 
 log = logging.getLogger("bench.generation")
@@ -278,7 +280,8 @@ class _Job:
                     template_hash=template_hash(self.tokenizer), template_changed=self.template_changed,
                     generated_now=len(self.todo), new_tokens=self.new_tokens,
                     seconds=round(self.seconds, 2), engine_start_seconds=self.engine_start,
-                    tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None)
+                    tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None,
+                    degeneration=statistics(rows), degeneration_definition=DEFINITION)
         atomic_write_json(self.out / "generation_meta.json", meta)
         return self.out
 

@@ -20,7 +20,9 @@ site imports nothing from ``bench``. ``leaderboard.schema`` checks every field b
                         "vs_base": {"diff": float, "ci": [lo, hi]}?,
                         "suite": {METRIC: {"value": float, "stderr": float?},
                                   "figa_avg": {"value": float, "stderr": float?,     # terms, of: required
-                                               "terms": [terms averaged], "of": [all the paper's terms]}}?}},
+                                               "terms": [terms averaged], "of": [all the paper's terms]}}?,
+                        "degeneration": {"n", "truncated"?, "loop", "empty", "degenerate", "mean_tokens",   # shares
+                                         "flagged": bool, "threshold": num}?}},       # bench/degeneration.py
      "verdicts": bench.verdicts.verdicts(...)?}   # tiers, pairs, headline, mdd, controls, aa (see bench/verdicts.py)
 
 Win rates are fractions in [0, 1] (the page shows percentages); suite values are already in %. Changes from

@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 SCHEMA = "bench.results/2"
-OLD_SCHEMAS = {"bench.results/1": "it predates verdicts (tiers, method-vs-method tests, controls); re-run "
-                                  "`bench run all --stage report` on that run to rewrite it as " + SCHEMA}
+OLD_SCHEMAS = {"bench.results/1": "it predates verdicts (tiers, method-vs-method tests, controls); run "
+                                  "`bench run report --force --config RUN_DIR/run_config.yaml` (the run_config.yaml "
+                                  "beside it) to rewrite it as " + SCHEMA}
 
 
 class ResultsError(ValueError):
@@ -34,7 +35,9 @@ METHOD = {"checkpoint": "str?", "seeds": ["key"],
           "train": {"wall_s": "num?", "steps": "int?", "curve": [["num"]], "curve_name": "str?"},
           "winrate": {"win_rate": "num", "ci": "ci?", "lc_win_rate": "num?", "lc_ci": "ci?", "n": "int?",
                       "avg_length": "num?"},
-          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY}}
+          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY},
+          "degeneration": {"n": "int?", "truncated": "num?", "loop": "num?", "empty": "num?", "degenerate": "num?",
+                           "mean_tokens": "num?", "flagged": "bool?", "threshold": "num?"}}
 PAIR = {"a": "str", "b": "str", "name": "str?", "mdd": "num?", "win_rate": INTERVAL_STATS, "lc_win_rate": INTERVAL_STATS}
 VERDICTS = {
     "alpha": "num", "tier_metric": "str", "tier_rule": "str", "tiers": [["str"]],

@@ -151,7 +151,7 @@ def test_figa_average_columns_name_their_terms_and_never_mix(tmp_path):
 
 def test_v1_documents_and_other_schemas_are_refused_clearly(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"schema": "bench.results/1", "run": "x", "methods": {}}))
-    with pytest.raises(ResultsError, match=r"results.json: field 'schema'.*bench run all --stage report"):
+    with pytest.raises(ResultsError, match=r"results.json: field 'schema'.*bench run report --force --config RUN_DIR/run_config.yaml"):
         build(tmp_path, tmp_path / "site")
     (tmp_path / "results.json").write_text(json.dumps(doc(schema="other/9")))
     with pytest.raises(ResultsError, match="results.json: field 'schema': expected 'bench.results/2'"):

@@ -108,7 +108,7 @@ def test_results_document_from_stage_files(tmp_path, tiny_model_dir):
     from bench.stages.judge import frames, judged_path, verdicts_path
     from bench.verdicts import verdicts
 
-    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], judge="local-rm",
+    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], seeds=[0], judge="local-rm",
                     controls={"null": "", "positive": None})
     rng = np.random.default_rng(0)
     for name, seed, p in (("base", None, 0.3), ("figa", 0, 0.7), ("null-control", None, 0.0)):

@@ -69,6 +69,7 @@ def is_current(stage, run: RunConfig) -> bool:
 def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False) -> Path:
     """Run the stages in order (all by default); each reads the previous stages' files only."""
     from ..atomic import atomic_write_json, atomic_write_text
+    from ..procs import check_interrupted
     from ..runlock import run_lock
 
     stages = stages or list(STAGES)
@@ -86,6 +87,7 @@ def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False
             if not force and is_current(stage, run):
                 log.info("[%s] up to date: nothing to do", name)
                 continue
+            check_interrupted()  # a signal some library swallowed still stops the run before the next stage
             t0 = time.perf_counter()
             stage.run(run)
             seconds = round(time.perf_counter() - t0, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .config import BASE, RunConfig
 from .judge import judged_path, verdicts_path
 from .suite import summary_path
 from .suite import units as suite_units
+
+log = logging.getLogger("bench.run")
 
 NAME = "report"
 DEPENDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -95,7 +98,28 @@ def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -
             "winrate": _winrate(name, _read(judged_path(run, name, first)), verdicts),
             "vs_base": _vs_base(name, verdicts),
             "suite": None if control else _suite(_read(summary_path(run, name, first))),
-            "template_changed": _template_changes(run, name, seeds)}
+            "template_changed": _template_changes(run, name, seeds),
+            "degeneration": _degeneration(run, name, seeds)}
+
+
+def _degeneration(run: RunConfig, name: str, seeds: list[int | None]) -> dict | None:
+    """The method's answers' degeneration over its seeds (bench.degeneration), flagged above the threshold:
+    from each set's generation metadata, or its answers where the metadata predates the statistics."""
+    from ..degeneration import combine, statistics
+    from ..generation import read_outputs, read_rows
+    from .generate import output_dir
+
+    parts = []
+    for s in seeds:
+        where = output_dir(run, name, s)
+        meta = _read(where / "generation_meta.json") or {}
+        if meta.get("degeneration"):
+            parts.append(meta["degeneration"])
+        elif (where / "generations.jsonl").exists():
+            parts.append(statistics(read_rows(where / "generations.jsonl")))
+        elif (where / "model_outputs.json").exists():  # a control: words, no finish reasons
+            parts.append(statistics(read_outputs(where)))
+    return combine(parts)
 
 
 def _template_changes(run: RunConfig, name: str, seeds: list[int | None]) -> dict | None:
@@ -155,6 +179,11 @@ def run(run: RunConfig) -> Path:
     if empty:  # a results document with empty rows reads as if those methods had been measured
         raise DataError(run.dir, None, None, f"nothing to report for {', '.join(empty)}: no training, judged answers "
                                              f"or suite results yet; run `bench run all` for run {run.run} first")
+    from ..degeneration import describe
+
+    for name, m in doc["methods"].items():
+        if m["degeneration"]:
+            log.info("[report] %s: %s", name, describe(m["degeneration"]))
     path = run.dir / "results.json"
     atomic_write_json(path, doc, default=str)
     for name, ep in sorted(reporters().items()):

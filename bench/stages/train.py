@@ -46,8 +46,9 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     where = {"model": run.model, "data": run.train_data, "output_dir": run.checkpoint(method, seed)}
     if spec.needs:
         where["reward_model"] = run.checkpoint(spec.needs, seed)
-    layers = [("run", where), ("run budget", run.budget),
-              (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
+    layers = [("run", where), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{method}", run.method_options.get(method, {})),
+              ("seeds", {"seed": seed})]
     return cls, layered(cls, spec, layers), layers
 
 
@@ -66,8 +67,10 @@ def run(run: RunConfig) -> dict[tuple[str, int], Path]:
 
     jobs = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
     check_recipe_configs([(m, cfg, layers) for (m, _), (_, cfg, layers) in jobs.items()], run.model)  # before any training
+    from ..training import run_recipe
+
     out = {}
     for (method, seed), (cls, cfg, _) in jobs.items():
         log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-        out[method, seed] = cls().run(cfg)
+        out[method, seed] = run_recipe(cls, cfg)
     return out

@@ -91,6 +91,9 @@ def prepare_vllm_cpu() -> None:
     possibly triggered during this import, relies on); the shim lives only inside that module (it keeps the wrapped function),
     ``importlib.metadata`` is restored right after, and nothing else in the process is affected.
     """
+    from ..procs import lifeline
+
+    lifeline()  # lm-eval's vLLM engine processes end with us, even if we are SIGKILLed
     if not _cuda():
         cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
