@@ -108,7 +108,7 @@ def test_controls_show_their_difference_vs_base_without_a_holm_p(tmp_path):
     d = doc()
     d["methods"]["positive"]["vs_base"] = {"diff": 0.77, "ci": [0.7, 0.84]}  # as the report stage writes it
     page = page_of(tmp_path, d)
-    row = page[page.index('<td class="name">positive <span class="tag">positive control'):]
+    row = page[page.index('>positive</a> <span class="tag">positive control'):]
     assert "+77.0" in row[:row.index("</tr>")] and "[70.0, 84.0]" in row[:row.index("</tr>")]
 
 
@@ -142,8 +142,8 @@ def test_figa_average_columns_name_their_terms_and_never_mix(tmp_path):
     page = page_of(tmp_path, doc(), other)
     smoke = page[page.index('<h2 id="smoke">'):]
     head = smoke[:smoke.index("<tbody>")]  # in one run, base and figa average different terms: two columns
-    assert ('<th class="wrap">FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th>'
-            '<th class="wrap">FIGA avg (6 of 7 terms: no vicuna)</th>') in head
+    assert ('<th class="wrap sortable">FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th>'
+            '<th class="wrap sortable">FIGA avg (6 of 7 terms: no vicuna)</th>') in head
     across = page[page.index("FIGA averages across runs"):]
     assert across.count('<th class="wrap">FIGA avg (') == 3  # all 7, 5 of 7, 6 of 7: one column each
     assert "<th>reward</th>" not in page and "<th>figa_avg</th>" not in page  # the Reward column is dropped
