@@ -106,7 +106,7 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html", "j2"]))
     env.filters.update(pct=_pct, ci=_ci, p=_p, estimable=estimable, estimable_diff=estimable,
                        sparkline=lambda pts: Markup(sparkline(pts)))
-    env.globals.update(csp=CSP, wide_rule=WIDE_RULE, too_wide_points=f"{100 * TOO_WIDE:.0f}")
+    env.globals.update(csp=Markup(CSP), wide_rule=WIDE_RULE, too_wide_points=f"{100 * TOO_WIDE:.0f}")
     return env
 
 
