@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import app, console, fail_cleanly
+from .cli_common import app, console, fail_cleanly
 from .stages.config import DEFAULT_JUDGE
 
 judges_app = typer.Typer(help="Judges: list them with their measured agreement, train and measure them.", no_args_is_help=True)

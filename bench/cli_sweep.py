@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from bench.cli import app, console, fail_cleanly
+from bench.cli_common import app, console, fail_cleanly
 
 DEFAULT_RUN = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
 
