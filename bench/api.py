@@ -33,8 +33,10 @@ def train_config(recipe: str, config: str | Path | None = None, overrides: dict 
 
 def train(recipe: str, config: str | Path | None = None, **options) -> Path:
     """Train ``recipe`` (a name or a recipe YAML) with any of its options; returns the checkpoint directory."""
+    from .training import run_recipe
+
     cls, cfg = train_config(recipe, config, overrides=options)
-    return Path(cls().run(cfg))
+    return run_recipe(cls, cfg)
 
 
 def run(config: str | Path | None = None, stages: list[str] | None = None, force: bool = False, **overrides) -> dict:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from bench.cli import app, console, fail_cleanly
+from bench.cli_common import app, console, fail_cleanly
 
 DEFAULT_RUN = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
 
@@ -101,8 +101,8 @@ def sweep_command(
     points = [{"learning_rate": r} for r in _numbers(lrs, "--lrs")]
     if "kl_coef" in cls.Config.__dataclass_fields__:
         points = [{**p, "kl_coef": k} for p in points for k in _numbers(kl_coefs, "--kl-coefs")]
-    layers = [("run", {"model": run.model, "data": run.data}), ("run budget", run.budget),
-              (f"method_options.{recipe}", run.method_options.get(recipe, {})),
+    layers = [("run", {"model": run.model, "data": run.data}), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{recipe}", run.method_options.get(recipe, {})),
               ("reward model", {} if recipe in REWARD_MODELS else _reward_model(run, recipe)),
               ("--set", parse_overrides(set_ or []))]
     scorer, key = None, None

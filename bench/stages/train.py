@@ -12,7 +12,7 @@ from .config import RunConfig
 log = logging.getLogger("bench.run")
 
 NAME = "train"
-DEPENDS = ("model", "data", "methods", "budget", "method_options", "seeds")
+DEPENDS = ("model", "data", "build_data", "methods", "budget", "method_options", "seeds")
 
 
 def order(run: RunConfig) -> list[str]:
@@ -43,16 +43,19 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     from ..config import recipe_config as layered
 
     spec, cls = registry.get(method)
-    where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
+    where = {"model": run.model, "data": run.train_data, "output_dir": run.checkpoint(method, seed)}
     if spec.needs:
         where["reward_model"] = run.checkpoint(spec.needs, seed)
-    layers = [("run", where), ("run budget", run.budget),
-              (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
+    layers = [("run", where), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{method}", run.method_options.get(method, {})),
+              ("seeds", {"seed": seed})]
     return cls, layered(cls, spec, layers), layers
 
 
 def reads(run: RunConfig) -> list[Path]:
-    return []
+    from .build_data import writes as built
+
+    return built(run)  # the pairs the build_data stage built, when the run builds its data
 
 
 def writes(run: RunConfig) -> list[Path]:
@@ -64,8 +67,10 @@ def run(run: RunConfig) -> dict[tuple[str, int], Path]:
 
     jobs = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
     check_recipe_configs([(m, cfg, layers) for (m, _), (_, cfg, layers) in jobs.items()], run.model)  # before any training
+    from ..training import run_recipe
+
     out = {}
     for (method, seed), (cls, cfg, _) in jobs.items():
         log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-        out[method, seed] = cls().run(cfg)
+        out[method, seed] = run_recipe(cls, cfg)
     return out
