@@ -51,6 +51,7 @@ OBJECTIVES = {
     "pairs": "held-out pairwise accuracy (ties: token-label accuracy where there is one)",
 }
 REWARD_MODELS = ("reward-model", "token-reward-model")
+KEEP = ("ref_logps.pt",)  # caches a recipe keeps in its output dir that no rate changes (DPO's reference log-probs)
 LR_LIMITS = (1e-7, 1e-3)  # edge extension stops here: below, 8 steps change nothing; above, full fine-tunes diverge
 
 
@@ -222,6 +223,11 @@ class Sweep:
                                      "scorer": self.scorer_key}, default=str))
         if done.exists() and json.loads(done.read_text()).get("key") == key:
             return json.loads(done.read_text())["result"]
+        shared = self.root / self.spec.name
+        for name in KEEP:  # carried from point to point: computed once per sweep, not once per rate
+            if (shared / name).exists() and not (out / name).exists():
+                out.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(shared / name, out / name)
         recipe = self.cls()
         path = Path(recipe.run(cfg))
         self.trained += 1
@@ -237,6 +243,9 @@ class Sweep:
         log.info("sweep %s %s: %s", self.spec.name, label(options),
                  {k: v for k, v in result.items() if k != "preferences"})
         done.write_text(json.dumps({"key": key, "result": result}, indent=1))
+        for name in KEEP:
+            if (out / name).exists():
+                shutil.copy2(out / name, shared / name)
         shutil.rmtree(out)
         return result
 

@@ -67,6 +67,8 @@ class ScriptedScorer:
 def scripted_recipe(cls, trained: list, fail: dict | None = None, nan_at: float | None = None):
     """``cls`` whose training writes a finished checkpoint at once (counted; ``fail``: raise at that rate once)."""
 
+    cached: list = []
+
     class Scripted(cls):
         def run(self, cfg):
             if fail and cfg.learning_rate in fail:
@@ -75,6 +77,8 @@ def scripted_recipe(cls, trained: list, fail: dict | None = None, nan_at: float 
             trained.append(cfg.learning_rate)
             out = Path(cfg.output_dir)
             out.mkdir(parents=True, exist_ok=True)
+            cached.append((out / "ref_logps.pt").exists())  # DPO's reference log-probs, computed once per sweep
+            (out / "ref_logps.pt").write_text("reference log-probs")
             (out / "bench_run.json").write_text(json.dumps({"config": {"learning_rate": cfg.learning_rate},
                                                             "train_seconds": 1.0}))
             loss = float("nan") if cfg.learning_rate == nan_at else 1.0
@@ -82,6 +86,7 @@ def scripted_recipe(cls, trained: list, fail: dict | None = None, nan_at: float 
                                                  + json.dumps({"step": 2, "loss": loss}) + "\n")
             return out
 
+    Scripted.cached = cached
     return Scripted
 
 
@@ -92,6 +97,7 @@ def _scripted_sweep(tmp_path, curve, lrs, trained, **kw):
     recipe = scripted_recipe(cls, trained, kw.pop("fail", None), kw.pop("nan_at", None))
     layers = [("test", {"model": "some-model", "data": "expertqa"})]
     scorer = ScriptedScorer(curve)
+    scorer.recipe = recipe
     path = sweep(spec, recipe, layers, [{"learning_rate": r} for r in lrs], tmp_path / "runs", "winrate", scorer,
                  {"judge": "scripted"}, **kw)
     return yaml.safe_load(path.read_text()), scorer
@@ -121,6 +127,7 @@ def test_an_interrupted_sweep_retrains_only_the_missing_points(tmp_path):
     assert trained == [1e-6, 1e-5]
     doc, scorer = _scripted_sweep(tmp_path, inside, [1e-6, 1e-5, 1e-4], trained)
     assert trained == [1e-6, 1e-5, 1e-4] and scorer.scored == [1e-4]  # one point trained and scored, not three
+    assert scorer.recipe.cached == [True]  # the rate-independent cache of the earlier points was carried over
     assert doc["trained_now"] == 1 and doc["chosen"] == {"learning_rate": 1e-5}
 
 
