@@ -64,9 +64,7 @@ class HeldoutWinRate:
         from .generation import Sampling, backend_name, generate_evals, read_rows
 
         if backend_name(self.backend) == "vllm" and self.engine is None:
-            from .engine import Engine
-
-            self.engine = Engine(self.base_model)
+            self.engine = LazyEngine(self.base_model)
         where = self.root / "answers" / (name if name == "untrained" else self.prefix + name)
         out = generate_evals([(name, checkpoint, where)], self.prompts, self.backend,
                              Sampling(max_new_tokens=self.max_new_tokens), dataset=self.prompts[0].dataset,
@@ -107,6 +105,25 @@ class HeldoutWinRate:
         if self.engine is not None:
             self.engine.close()
             self.engine = None
+
+
+class LazyEngine:
+    """A vLLM ``Engine`` started on first use: a resumed sweep whose answers are all written starts none."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir, self.started = model_dir, None
+
+    def __getattr__(self, name: str):
+        if self.started is None:
+            from .engine import Engine
+
+            self.started = Engine(self.model_dir)
+        return getattr(self.started, name)
+
+    def close(self) -> None:
+        if self.started is not None:
+            self.started.close()
+            self.started = None
 
 
 def indistinguishable(a: list[float], b: list[float]) -> bool:

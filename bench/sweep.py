@@ -253,47 +253,53 @@ class Sweep:
 def sweep(spec, cls, layers: list[tuple[str, dict]], points: list[dict], root: Path, objective: str = "nll",
           scorer=None, scorer_key: dict | None = None, extend: bool = True) -> Path:
     """Train and score ``spec``'s recipe at each point (``{"learning_rate": r}``, PPO also ``kl_coef``) under
-    ``layers`` (model, data, budget), extend the rates at an edge, choose, and write ``sweeps/<recipe>.yaml``.
+    ``layers`` (model, data, budget), extend the rates at an edge, choose, and write ``sweeps/<recipe>.yaml``
+    (after the grid and again after each extension, so an interrupted extension leaves the record so far).
     ``scorer`` (``objective == "winrate"``): an object whose ``score(name, checkpoint)`` returns the point's
     result with ``score``, ``tiebreak`` and ``preferences``; its ``base()`` scores the untrained model."""
-    from . import __version__
-
     run = Sweep(spec, cls, layers, root, objective, scorer, scorer_key)
     grid = [run.point(p) for p in points]
-    extensions = []
+    extensions: list[str] = []
     while True:
         new, why = next_edge(grid)
         if why:
             extensions.append(why if extend or new is None else f"{why.split(':')[0]}; not extended (extend off)")
         if new is None or not extend:
             break
+        path = _write(run, grid, list(points[0]), extensions + ["(extension in progress)"])
         options = {k: v for k, v in best(grid).items() if k in points[0]} | {"learning_rate": new}
         grid.append(run.point(options))
-    chosen = choose(grid)
-    cfg = run.cfg
+    return _write(run, grid, list(points[0]), extensions)
+
+
+def _write(run: Sweep, grid: list[dict], swept: list[str], extensions: list[str]) -> Path:
+    """The sweep's record, ``sweeps/<recipe>.yaml``: what bench train/run layer in, and what a reader checks."""
+    from . import __version__
+
+    chosen, cfg = choose(grid), run.cfg
     budget_keys = ("max_steps", "batch_size", "grad_accum", "limit", "max_length", "seed", "val_fraction",
                    "val_limit", "lr_scheduler", "warmup_ratio", "lora_r", "rollout_batch", "max_new_tokens",
                    "rollout_backend")
     doc = {
-        "recipe": spec.name,
+        "recipe": run.spec.name,
         "model": cfg.model,
         "model_source": models.resolve(cfg.model),
         "data": cfg.data,
-        "objective": f"{objective}: {OBJECTIVES[objective]}",
+        "objective": f"{run.objective}: {OBJECTIVES[run.objective]}",
         "budget": {k: getattr(cfg, k) for k in budget_keys if hasattr(cfg, k)},
         "grid": [{k: v for k, v in g.items() if k != "preferences"} for g in grid],
-        "chosen": {k: chosen[k] for k in points[0]},
-        "best_point_estimate": {k: best(grid)[k] for k in points[0]},
+        "chosen": {k: chosen[k] for k in swept},
+        "best_point_estimate": {k: best(grid)[k] for k in swept},
         "extensions": extensions,
         "trained_now": run.trained,
         "date": datetime.date.today().isoformat(),
         "bench_version": __version__,
     }
-    if scorer is not None:
-        doc["untrained"] = {k: v for k, v in scorer.base().items() if k != "preferences"}
-        doc["scored_with"] = scorer_key
-    path = sweep_path(spec)
+    if run.scorer is not None:
+        doc["untrained"] = {k: v for k, v in run.scorer.base().items() if k != "preferences"}
+        doc["scored_with"] = run.scorer_key
+    path = sweep_path(run.spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# Written by `bench sweep {spec.name}`; read by bench/config.py (recipe_config). Do not edit by hand.\n"
+    header = f"# Written by `bench sweep {run.spec.name}`; read by bench/config.py (recipe_config). Do not edit by hand.\n"
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path
