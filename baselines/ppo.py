@@ -88,7 +88,7 @@ class PpoConfig(TrainConfig):
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
-    learning_rate: float = _help("peak learning rate (full fine-tuning; not swept: README, 'The budget')", 1e-5)
+    learning_rate: float = _help("peak learning rate (full fine-tuning; `bench sweep ppo` chooses it with kl_coef)", 1e-5)
     lr_scheduler: str = _help("transformers scheduler name", "constant")
     lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy, as every method)", 0)
     lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
