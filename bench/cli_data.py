@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from bench.cli import console, data_app, fail_cleanly
+from bench.cli_common import console, data_app, fail_cleanly
 
 
 def _build(mode: str, prompts: str, config: Optional[Path], set_: Optional[list[str]], flags: dict) -> None:
