@@ -282,26 +282,51 @@ def test_a_build_option_the_stage_sets_or_does_not_know_is_named(tmp_path):
         load_run_config(path)
 
 
+def build_command(tmp_path, model, url, out) -> list[str]:
+    import os
+    import sys
+
+    cmd = [os.path.join(os.path.dirname(sys.executable), "bench"), "data", "build-spa", prompt_file(tmp_path, 8),
+           "--model", model, "--base-url", url, "--out", str(out)]
+    for option in ("backend=hf", "max_new_tokens=8", "temperature=0", "subpar_quantile=1", "concurrency=1",
+                   "min_edit_ratio=0", "max_edit_ratio=1", "min_gain=null"):
+        cmd += ["--set", option]
+    return cmd
+
+
+def start_and_signal_after(cmd, endpoint, posts: int, signum):
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while endpoint.posts < posts:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    return proc
+
+
+def test_sigterm_in_the_revise_step_exits_143_and_sends_no_queued_request(endpoint, tmp_path, tiny_model_dir):
+    import signal
+
+    endpoint.delay = 1.0
+    proc = start_and_signal_after(build_command(tmp_path, tiny_model_dir, endpoint.url, tmp_path / "b"), endpoint, 2,
+                                  signal.SIGTERM)
+    assert proc.wait(60) == 143
+    time.sleep(1.5)
+    assert endpoint.posts == 2  # the six queued items were dropped, not sent
+
+
 def test_sigkill_in_the_revise_step_and_a_rerun_asks_only_for_what_is_not_on_disk(endpoint, tmp_path, tiny_model_dir):
     import os
     import signal
     import sqlite3
     import subprocess
-    import sys
 
     out = tmp_path / "built"
-    cmd = [os.path.join(os.path.dirname(sys.executable), "bench"), "data", "build-spa", prompt_file(tmp_path, 8),
-           "--model", tiny_model_dir, "--base-url", endpoint.url, "--out", str(out)]
-    for option in ("backend=hf", "max_new_tokens=8", "temperature=0", "subpar_quantile=1", "concurrency=1",
-                   "min_edit_ratio=0", "max_edit_ratio=1", "min_gain=null"):
-        cmd += ["--set", option]
+    cmd = build_command(tmp_path, tiny_model_dir, endpoint.url, out)
     endpoint.delay = 0.3
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while endpoint.posts < 3:
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
+    proc = start_and_signal_after(cmd, endpoint, 3, signal.SIGKILL)
     proc.wait()
     cached = sqlite3.connect(out / "cache" / "revisions.sqlite").execute("SELECT COUNT(*) FROM kv").fetchone()[0]
     assert 2 <= cached <= 4 and not (out / "spa.jsonl").exists()
