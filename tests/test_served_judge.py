@@ -4,6 +4,7 @@ the judge stage, judges through it, and stops it; it is checked and gated like e
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,14 @@ def test_the_judge_stage_serves_judges_through_and_stops_its_judge(tmp_path, tin
     alive = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and p.is_running()
              and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == []  # the judge server and its engine are gone
+
+
+def test_the_gpu_preset_is_a_valid_run_with_a_served_judge(monkeypatch):
+    """runs/gpu.yaml names Hub models (not in this machine's cache): every other field is checked as written."""
+    from bench import validate
+
+    monkeypatch.setattr(validate, "check_model", lambda spec, source="": 32768)
+    run = load_run_config(Path(__file__).resolve().parent.parent / "runs" / "gpu.yaml")
+    assert run.judge == "llm" and run.judge_serve["model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert run.seeds == [0, 1, 2] and run.eval_limit is None and run.suite_limit is None
+    assert run.judge_options["annotator"] == "weighted_alpaca_eval_gpt4_turbo"
