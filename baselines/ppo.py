@@ -21,6 +21,9 @@ penalty), ``kl`` (per-response sum of log pi - log ref), ``kl_coef``, ``entropy`
 ``approx_kl`` and seconds per phase (``time_sync`` (weights into the engine), ``time_rollout``, ``time_scoring`` = ``time_reward`` +
 ``time_logprobs``, ``time_update``); ``ppo_state.pt`` (resume point, every ``save_steps`` iterations); and
 at the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
+
+PPO runs in one process: under ``accelerate launch`` with N > 1 it stops with one sentence before loading
+anything (each rank would roll out and update the same prompts alone, unsynchronised).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from pathlib import Path
 
 import torch
 
-from bench import chat, data, models, ppo_core, rewards
+from bench import chat, data, distributed, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
 from bench.logprobs import gather_logprobs
 from bench.registry import register
 from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
-from bench.training import already_trained, apply_lora, fingerprint, output_dir
+from bench.checkpoints import already_trained, fingerprint
+from bench.training import apply_lora, output_dir
 
 log = logging.getLogger("bench.ppo")
 
@@ -288,6 +292,7 @@ class Ppo:
     def run(self, cfg) -> Path:
         from transformers import get_scheduler, set_seed
 
+        distributed.single_process_only(self.name)
         set_seed(cfg.seed)
         out = output_dir(self, cfg)
         inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import signal
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -13,7 +12,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .cli import app, console, fail_cleanly
+from .cli_common import app, console, fail_cleanly
+from .stages.config import DEFAULT_JUDGE
 
 judges_app = typer.Typer(help="Judges: list them with their measured agreement, train and measure them.", no_args_is_help=True)
 app.add_typer(judges_app, name="judges")
@@ -133,6 +133,7 @@ def serve(
         help="share of each GPU's memory the server may take (default 0.85; on CPU 0.3 of memory)")] = None,
 ):
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
+    from .procs import exit_code
     from .serve import Parallel, serve as serve_ctx
     from .validate import between, check_option, int_at_least
 
@@ -142,17 +143,15 @@ def serve(
         check_option(option, value, rule)
     parallel = Parallel(tensor_parallel_size, data_parallel_size, gpu_memory_utilization)
 
-    # Ctrl-C and SIGTERM stop the server cleanly. SIGINT explicitly too: a background job of a shell without job
-    # control (`cmd &` in a script, and so a test run started that way) inherits SIGINT ignored, and Python
-    # then leaves it ignored, so `kill -INT` did nothing.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.default_int_handler)
+    # Ctrl-C and SIGTERM stop the server cleanly (fail_cleanly installs both handlers explicitly: a background job
+    # of a script inherits SIGINT ignored), then exit 130 / 143.
     try:
         with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len, parallel=parallel) as server:
             console.print(f"[bold green]serving[/] {server.url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
             server.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         console.print("stopped")
+        raise typer.Exit(exit_code(e)) from None
 
 
 def _table(rows: list[dict], diffs: list[dict]) -> Table:
@@ -229,7 +228,7 @@ def judge(
     outputs: Annotated[list[str], typer.Argument(help="model outputs (model_outputs.json, generations.jsonl or their dir); "
                                                   "with several, each is also compared with the first (paired)")],
     against: Annotated[str, typer.Option(help="reference: an eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
-    judge: JudgeOpt = "mimic-gpt4",
+    judge: JudgeOpt = DEFAULT_JUDGE,
     judge_option: JudgeOptions = None,
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
@@ -246,7 +245,7 @@ def eval_(
     model: Annotated[str, typer.Argument(help="checkpoint dir, Hub id or smollm2-135m-instruct")],
     against: Annotated[str, typer.Option(help="reference: eval set name (its reference outputs) or an outputs file")] = "alpaca_eval",
     eval_set: Annotated[str, _GEN_OPTIONS["eval_set"]] = "alpaca_eval",
-    judge: JudgeOpt = "mimic-gpt4",
+    judge: JudgeOpt = DEFAULT_JUDGE,
     judge_option: JudgeOptions = None,
     limit: Annotated[Optional[int], _GEN_OPTIONS["limit"]] = None,
     backend: Annotated[str, _GEN_OPTIONS["backend"]] = "auto",

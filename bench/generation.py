@@ -9,7 +9,8 @@ Outputs of ``generate_eval``, in one directory:
 - ``generations.jsonl``: one row per prompt with token counts, finish reason, seed, sampling parameters,
   backend and version, chat-template hash, and the row's content key;
 - ``model_outputs.json``: AlpacaEval's format (instruction, output, generator, dataset);
-- ``generation_meta.json``: the run's settings and provenance (its tokens/s includes the engine start).
+- ``generation_meta.json``: the run's settings and provenance (its tokens/s includes the engine start), and the
+  set's degeneration statistics (``bench.degeneration``: truncated, looping, empty shares, mean length).
 Rows are appended as each chunk finishes and keyed by a content hash of (model weights, rendered prompt,
 sampling, backend), so an interrupted run resumes with only the missing prompts, and a re-run is free.
 """
@@ -29,6 +30,7 @@ from .atomic import atomic_write_json
 from .cache import content_key
 from .chat import render_prompt, template_hash
 from .data import DataError, EvalPrompt
+from .degeneration import DEFINITION, statistics
 from .engine import cpu_vllm_env  # noqa: F401  (bench.serve imports it from here)
 
 log = logging.getLogger("bench.generation")
@@ -278,19 +280,21 @@ class _Job:
                     template_hash=template_hash(self.tokenizer), template_changed=self.template_changed,
                     generated_now=len(self.todo), new_tokens=self.new_tokens,
                     seconds=round(self.seconds, 2), engine_start_seconds=self.engine_start,
-                    tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None)
+                    tokens_per_s=round(self.new_tokens / self.seconds, 2) if self.todo and self.seconds else None,
+                    degeneration=statistics(rows), degeneration_definition=DEFINITION)
         atomic_write_json(self.out / "generation_meta.json", meta)
         return self.out
 
 
 def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list[EvalPrompt], backend: str = "auto",
                    sampling: Sampling = Sampling(), dataset: str = "", chunk: int = 256,
-                   backend_options: dict | None = None, allow_template_change: bool = False) -> list[Path]:
+                   backend_options: dict | None = None, allow_template_change: bool = False, engine=None) -> list[Path]:
     """Generate answers for every (generator, checkpoint, out_dir) job; returns the out_dirs.
 
     With vLLM, one engine is started per group of checkpoints that share an ``engine_key`` and each
     checkpoint's weights are swapped into it; the engine is shut down when its group is done, also on
-    errors. Finished rows are reused, so a re-run after a kill generates only what is missing.
+    errors. A caller that generates again and again (a sweep) passes its own ``engine``, which is used for
+    every job and left running. Finished rows are reused, so a re-run after a kill generates only what is missing.
     """
     name = backend_name(backend)
     backend_options = dict(backend_options or {})
@@ -300,11 +304,14 @@ def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list
     for j in plans:
         log.info("[generate] %s: %d of %d prompts already generated; %d to go (backend %s)", j.generator,
                  len(prompts) - len(j.todo), len(prompts), len(j.todo), name)
-    if name == "vllm" and ranks > 1 and len(pending) > 1:
+    if name == "vllm" and engine is not None:
+        for j in pending:
+            j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)
+    elif name == "vllm" and ranks > 1 and len(pending) > 1:
         data_parallel([(j.generator, j.model_dir, j.out) for j in pending], ranks, prompts, sampling, dataset, chunk,
                       backend_options, allow_template_change)
         return [j.out if j.todo else j.finish(name, dataset) for j in plans]
-    if name == "vllm":
+    elif name == "vllm":
         from .engine import Engine, engine_key
 
         groups: dict[str, list[_Job]] = {}

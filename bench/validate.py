@@ -180,9 +180,13 @@ def model_config(spec: str, source: str = "--model") -> dict | None:
             raise DataError(source, None, None, f"'{spec}' is not a model checkpoint (expected a directory with "
                                                 "config.json, a Hugging Face id, or smollm2-135m-instruct)")
         try:
-            return json.loads((path / "config.json").read_text())
+            config = json.loads((path / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise DataError(path / "config.json", None, None, f"unreadable model config: {e}") from None
+        if not isinstance(config, dict) or not config.get("model_type"):
+            raise DataError(path / "config.json", None, "model_type", f"'{spec}' is not a model checkpoint: its "
+                            "config.json names no model_type (expected a directory saved by save_pretrained)")
+        return config
     if looks_like_path or not re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         raise DataError(source, None, None, f"model '{spec}' not found: expected a checkpoint directory, a Hugging "
                                             "Face id (owner/name), or smollm2-135m-instruct")
@@ -237,9 +241,11 @@ def check_data_spec(spec: str, source: str = "--data") -> None:
 
     if not isinstance(spec, str) or not spec.strip():
         raise bad(source, None, spec, "a dataset name (bench data list) or a file path")
+    from .data.specs import file_spec, is_file_spec
+
     name, sep, rest = spec.partition(":")
-    path = spec.split("?")[0]
-    if Path(path).exists():
+    if Path(spec.split("?")[0]).exists() or (is_file_spec(spec) and name not in DATASETS):
+        file_spec(spec)  # path, query keys, mapped fields: each its own sentence (rows are checked when read)
         return
     if name in DATASETS and not sep:
         return

@@ -94,7 +94,7 @@ def test_unknown_spec_lists_the_named_sets():
 
 
 def test_wrong_record_kind_is_reported():
-    with pytest.raises(DataError, match="eval dataset"):
+    with pytest.raises(DataError, match="holds eval prompts, but revision pairs are needed"):
         load("vicuna", kind="revision")
 
 

@@ -85,14 +85,6 @@ CANONICAL = [
 ]
 
 
-def canonical_mapping(path: str | Path) -> dict[str, str]:
-    """The field mapping of a file whose first row already has canonical names; {} when it has none."""
-    for _, row in read_rows(path):
-        keys = set(row)
-        return next((dict(mapping) for fields, mapping in CANONICAL if fields <= keys), {})
-    return {}
-
-
 def text_field(row: dict, name: str, path, line: int | None) -> str:
     """A required, non-empty string field (dotted names reach into nested objects)."""
     value = row

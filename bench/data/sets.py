@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 from .errors import DataError, Skips
 from .readers import Row, data_dir, read_rows, text_field
@@ -252,9 +251,6 @@ DATASETS: dict[str, DatasetInfo] = {
     ]
 }
 
-_GENERIC_KINDS = [({"initial", "revised"}, "revision"), ({"chosen", "rejected"}, "preference"), ({"prompt"}, "eval")]
-
-
 def _generic_builder(mapping: dict[str, str], kind: str) -> Builder:
     def build(rows, path, skips):
         out = []
@@ -290,10 +286,14 @@ def _hub_rows(hub_id: str, kwargs: dict) -> Iterator[Row]:
 
 def load(spec: str, kind: str | None = None, skip_invalid: bool = False, limit: int | None = None) -> list:
     """Load records for a data spec (see the module docstring); ``kind`` checks the record type."""
+    from .specs import check_kind, file_spec, is_file_spec
+
     skips = Skips(skip_invalid)
     name, _, rest = spec.partition(":") if not Path(spec.split("?")[0]).exists() else ("", "", spec)
+    mapped = None
     if name in DATASETS and (rest or DATASETS[name].file or DATASETS[name].hub):
         info = DATASETS[name]
+        check_kind(spec, info.kind, kind)
         local = Path(rest) if rest else (data_dir() / info.file if info.file else None)
         # The kit's own files and the Hub copies are known to hold a few malformed rows (e.g. HH-RLHF
         # dialogues with an empty last turn): those are counted and logged. A user's file stays strict.
@@ -305,23 +305,14 @@ def load(spec: str, kind: str | None = None, skip_invalid: bool = False, limit: 
         else:
             raise DataError(local, None, None, f"dataset '{name}' not found (set BENCH_DATA to the data kit)")
         got = info.kind
+    elif is_file_spec(spec):
+        path, mapped, got, fields = file_spec(spec)  # every query key, mapped field and the kind, before any row is built
+        check_kind(spec, got, kind, mapped, fields)
+        records = _generic_builder(mapped, got)(read_rows(path), str(path), skips)
     else:
-        path, _, query = spec.partition("?")
-        mapping = dict(parse_qsl(query))
-        if not mapping and Path(path).is_file():  # canonical field names need no mapping
-            from .readers import canonical_mapping
-
-            mapping = canonical_mapping(path)
-        if not mapping:
-            known = ", ".join(DATASETS)
-            raise DataError(path, None, None, f"unknown data spec '{spec}': use one of {known}, NAME:PATH, or PATH?prompt=..&initial=..&revised=..")
-        got = next((k for keys, k in _GENERIC_KINDS if keys <= mapping.keys()), None)
-        if got is None:
-            raise DataError(path, None, None, "field mapping needs prompt plus initial+revised, chosen+rejected, or nothing else")
-        records = _generic_builder(mapping, got)(read_rows(path), path, skips)
+        raise DataError(spec, None, None, f"unknown data spec '{spec}': use one of {', '.join(DATASETS)}, NAME:PATH, "
+                                          "or PATH?prompt=..&initial=..&revised=..")
     skips.report(spec)
-    if kind and got != kind and not (kind == "preference" and got == "revision"):
-        raise DataError(spec, None, None, f"is a {got} dataset, but a {kind} dataset is needed here")
     if kind == "preference" and got == "revision":
         from .records import as_preference
 

@@ -77,8 +77,15 @@ def judge_pair(judge, model: Side, reference: Side, n_boot: int = 2000, seed: in
     unmatched = len(model.rows) - len(keys)
     if not keys:
         raise DataError(model.source, None, "instruction", f"no output matches an instruction of {reference.source}")
-    if unmatched:
-        log.warning("%s: %d outputs have no reference in %s and are not judged", model.source, unmatched, reference.source)
+    if unmatched:  # an instruction the reference answers, asked again, is a repeat, not a missing reference
+        answered = {instruction for instruction, _ in reference.rows}
+        repeats = sum(1 for k in model.rows if k not in reference.rows and k[0] in answered)
+        if repeats:
+            log.warning("%s: %d outputs repeat an instruction answered earlier in the file (%s answers it fewer "
+                        "times) and are not judged", model.source, repeats, reference.source)
+        if unmatched - repeats:
+            log.warning("%s: %d outputs have no reference in %s and are not judged", model.source,
+                        unmatched - repeats, reference.source)
     prompts = [model.rows[k]["prompt"] for k in keys]
     outputs = [model.rows[k]["output"] for k in keys]
     refs = [reference.rows[k]["output"] for k in keys]

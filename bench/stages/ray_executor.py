@@ -55,7 +55,7 @@ def _run_job(cwd: str, job: Job, *after) -> tuple[str, float, str]:
     try:
         job()
     except Exception as e:
-        from ..cli import user_error_message
+        from ..cli_common import user_error_message
 
         message = user_error_message(e)
         if message is None:

@@ -13,7 +13,7 @@ from .jobs import Job, run_locally
 log = logging.getLogger("bench.run")
 
 NAME = "train"
-DEPENDS = ("model", "data", "methods", "budget", "method_options", "seeds")
+DEPENDS = ("model", "data", "build_data", "methods", "budget", "method_options", "seeds")
 
 
 def order(run: RunConfig) -> list[str]:
@@ -44,16 +44,19 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     from ..config import recipe_config as layered
 
     spec, cls = registry.get(method)
-    where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
+    where = {"model": run.model, "data": run.train_data, "output_dir": run.checkpoint(method, seed)}
     if spec.needs:
         where["reward_model"] = run.checkpoint(spec.needs, seed)
-    layers = [("run", where), ("run budget", run.budget),
-              (f"method_options.{method}", run.method_options.get(method, {})), ("seeds", {"seed": seed})]
+    layers = [("run", where), (f"{run.source('budget')}: budget", run.budget),
+              (f"{run.source('method_options')}: method_options.{method}", run.method_options.get(method, {})),
+              ("seeds", {"seed": seed})]
     return cls, layered(cls, spec, layers), layers
 
 
 def reads(run: RunConfig) -> list[Path]:
-    return []
+    from .build_data import writes as built
+
+    return built(run)  # the pairs the build_data stage built, when the run builds its data
 
 
 def writes(run: RunConfig) -> list[Path]:
@@ -77,9 +80,11 @@ def jobs(run: RunConfig) -> list[Job]:
 
 
 def train_one(run: RunConfig, method: str, seed: int) -> Path:
+    from ..training import run_recipe
+
     cls, cfg, _ = recipe_layers(run, method, seed)
     log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-    return cls().run(cfg)
+    return run_recipe(cls, cfg)
 
 
 def run(run: RunConfig) -> dict[tuple[str, int], Path]:

