@@ -15,7 +15,7 @@ from bench.stages import generate as generate_stage
 from bench.stages import suite as suite_stage
 from bench.stages import train as train_stage
 
-TIMING = re.compile(r"second|wall_s|tokens_per_s|finished|measured|created|date|time", re.I)
+TIMING = re.compile(r"second|wall_s|tokens_per_s|finished|measured|created|date|time|^stages$", re.I)  # stages: their times
 
 
 def tiny_run(root, model: str, **overrides):
@@ -115,5 +115,28 @@ def test_ray_executor_gives_the_local_results_and_resumes(tmp_path, tiny_model_d
         again = {p: p.stat().st_mtime_ns for p in (remote.dir / "checkpoints").rglob("bench_run.json")}
         assert [p for p in again if again[p] != stamps.get(p)] == [lost / "bench_run.json"]
         assert _normalised(remote.dir / "results.json", remote.root) == _normalised(local.dir / "results.json", local.root)
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.ray
+def test_a_failed_or_lost_ray_task_ends_the_stage_with_one_sentence():
+    """A user error inside a task comes back as its sentence, named by the job; a task whose worker dies says
+    it was lost and how to resume (both print as one line, exit 2, through bench.cli_common)."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    from bench.cli_common import user_error_message
+    from bench.data import load
+    from bench.stages.jobs import Job
+    from bench.stages.ray_executor import JobError, connect, run_jobs
+
+    connect(num_cpus=2)
+    try:
+        with pytest.raises(JobError, match="train/x/seed-0: .*no-such-set") as bad:
+            run_jobs([Job("train/x/seed-0", load, ("no-such-set",))], "train")
+        assert user_error_message(bad.value) == str(bad.value)
+        with pytest.raises(JobError, match="suite/base: its Ray task was lost .*run the same command again"):
+            run_jobs([Job("suite/base", os._exit, (1,))], "suite")
     finally:
         ray.shutdown()

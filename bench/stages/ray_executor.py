@@ -78,17 +78,22 @@ def run_jobs(jobs: list[Job], stage: str) -> None:
         resources = {"num_gpus": job.gpus, "num_cpus": 1} if gpu_cluster else {"num_cpus": job.cpus, "num_gpus": 0}
         deps = [refs[k] for k in job.needs if k in refs]
         refs[job.key] = task.options(name=job.key, max_retries=0, **resources).remote(os.getcwd(), job, *deps)
+    keys = {ref: key for key, ref in refs.items()}
     pending, done = list(refs.values()), 0
     log.info("[%s] %d jobs sent to Ray", stage, len(pending))
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         try:
             key, seconds, node = ray.get(ready[0])
-        except ray.exceptions.RayTaskError as e:
+        except ray.exceptions.RayError as e:
             for ref in pending:
                 ray.cancel(ref, force=True)
-            if isinstance(e.cause, JobError):
-                raise JobError(str(e.cause)) from None
-            raise e.as_instanceof_cause() from None
+            if isinstance(e, ray.exceptions.RayTaskError):
+                if isinstance(e.cause, JobError):
+                    raise JobError(str(e.cause)) from None
+                raise e.as_instanceof_cause() from None
+            # the worker died (killed, out of memory) or the node was lost: nothing to report but that
+            raise JobError(f"{keys[ready[0]]}: its Ray task was lost ({type(e).__name__}); run the same command "
+                           "again to resume: finished jobs are read back") from None
         done += 1
         log.info("[%s] %d/%d done: %s in %.0f s on %s", stage, done, len(refs), key, seconds, node)
