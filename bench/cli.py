@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -122,6 +123,8 @@ def run_pipeline(
         help="judge even with a judge whose card is missing or fails its null battery (numbers marked red)")] = False,
     allow_template_change: Annotated[bool, typer.Option(
         help="generate with checkpoints whose chat template changed since training (recorded in the results)")] = False,
+    executor: Annotated[str, typer.Option(help="local (this process, in order) or ray (train/generate/suite jobs as Ray tasks)")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (auto: the one on this node; default: start a local one)")] = None,
 ):
     """The whole comparison: train every method on the same budget, generate, judge, benchmark, report.
     Every stage resumes: finished work is read back, not redone; a stage whose inputs did not change is skipped."""
@@ -130,6 +133,10 @@ def run_pipeline(
 
     if stage != "all" and stage not in STAGES:
         raise KeyError(f"unknown stage '{stage}'; use all or one of {', '.join(STAGES)}")
+    if executor not in ("local", "ray"):
+        raise KeyError(f"unknown executor '{executor}'; use local or ray")
+    if executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise KeyError("--executor ray needs Ray: pip install -e '.[ray]' (or BENCH_EXTRAS=ray ./setup.sh)")
     default = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
     overrides = parse_overrides(set_ or [])
     if allow_unvalidated_judge:
@@ -137,7 +144,7 @@ def run_pipeline(
     if allow_template_change:
         overrides["allow_template_change"] = True
     run = load_run_config(config or default, overrides)
-    page = run_all(run, None if stage == "all" else [stage], force=force)
+    page = run_all(run, None if stage == "all" else [stage], force=force, executor=executor, address=address)
     console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -63,9 +64,10 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))  # never shared with another writer
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared
     tmp.rename(out)  # atomic: a half-written conversion is never mistaken for a finished one
     return out
 
@@ -76,8 +78,14 @@ def resolve(spec: str) -> str:
         gguf = _embedded_gguf()
         out = cache_dir() / "models" / f"{EMBEDDED}-{_sha256(gguf)[:16]}"
         if not (out / "config.json").exists():
+            from filelock import FileLock
+
             out.parent.mkdir(parents=True, exist_ok=True)
-            convert_gguf(gguf, out)
+            # Several workers (Ray tasks, processes of one launch) may start at once: one converts, the others
+            # wait for its lock and then find the finished directory.
+            with FileLock(str(out) + ".lock"):
+                if not (out / "config.json").exists():
+                    convert_gguf(gguf, out)
         return str(out)
     if Path(spec).expanduser().exists():
         return str(Path(spec).expanduser())

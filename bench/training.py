@@ -275,7 +275,7 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         train_recs = train_recs[: cfg.limit]
     if cfg.val_limit:
         val_recs = val_recs[: cfg.val_limit]
-    model = models.load_model(cfg.model)
+    model = models.load_model(cfg.model, dtype=torch.float32)  # fp32 master weights; on GPUs bf16=True autocasts
     recipe.context = models.context_length(model)
     train_set, skips = encode_all(recipe, train_recs, tokenizer, cfg)
     val_set, _ = encode_all(recipe, val_recs, tokenizer, cfg)

@@ -317,7 +317,7 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("methods", len(set(run.methods)) == len(run.methods), "each method once")
     need("seeds", isinstance(run.seeds, list) and run.seeds and all(_int(s) and s >= 0 for s in run.seeds)
          and len(set(run.seeds)) == len(run.seeds), "a non-empty list of distinct integers >= 0")
-    for key in ("budget", "method_options", "judge_options", "suite_shots", "controls"):
+    for key in ("budget", "method_options", "judge_options", "judge_serve", "suite_shots", "controls"):
         need(key, isinstance(getattr(run, key), dict), "a mapping")
     for m, opts in run.method_options.items():
         if m not in known:
@@ -338,6 +338,7 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     if unknown:
         raise bad(where("judge_options"), "judge_options", sorted(unknown)[0],
                   f"an option of judge {run.judge}: " + ", ".join(sorted(judge_specs[run.judge].defaults)))
+    check_judge_serve(run.judge, run.judge_serve, where("judge_serve"))
     for kind, value in run.controls.items():
         if kind not in ("null", "positive"):
             raise bad(where("controls"), "controls", kind, "'null' and/or 'positive'")
@@ -358,6 +359,25 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("allow_template_change", isinstance(run.allow_template_change, bool), "true or false")
     for key, (ok, accepted) in PARALLEL_RULES.items():
         need(key, getattr(run, key) is None and key == "gpu_memory_utilization" or ok(getattr(run, key)), accepted)
+
+
+def check_judge_serve(judge: str, spec: dict, source: str) -> None:
+    """``judge_serve``: a model for an LLM judge, with vLLM's sizes and the server's limits."""
+    if not spec:
+        return
+    if not isinstance(spec, dict):
+        raise bad(source, "judge_serve", spec, "a mapping with a model to serve")
+    if judge != "llm":
+        raise bad(source, "judge_serve", spec, f"nothing for judge {judge!r}: only `judge: llm` is served")
+    rules = {**PARALLEL_RULES, "max_model_len": int_at_least(16), "startup_timeout": positive()}
+    for key, value in spec.items():
+        if key != "model" and key not in rules:
+            raise bad(source, f"judge_serve.{key}", value, "one of: model, " + ", ".join(rules))
+        if key != "model" and not rules[key][0](value):
+            raise bad(source, f"judge_serve.{key}", value, rules[key][1])
+    if not isinstance(spec.get("model"), str):
+        raise bad(source, "judge_serve.model", spec.get("model"), "the judge model to serve (Hub id or local dir)")
+    check_model(spec["model"], f"{source}: judge_serve.model")
 
 
 # vLLM's sizes (run config fields, bench serve options, a served judge's options)

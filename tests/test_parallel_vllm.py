@@ -10,7 +10,8 @@ import pytest
 
 from bench.data import DataError, EvalPrompt, user
 from bench.engine import cpu_binding, cpu_vllm_env
-from bench.generation import Sampling, generate_eval, generate_evals, rank_env
+from bench.data_parallel import rank_env
+from bench.generation import Sampling, generate_eval, generate_evals
 
 PROMPTS = [EvalPrompt(str(i), user(q), f"reference {i}", "toy") for i, q in enumerate(
     ["Name three colours.", "What is 2 + 2?", "Write a haiku about rain.", "Say hello."])]

@@ -71,7 +71,9 @@ def require_validated(name: str, allow_unvalidated: bool = False) -> dict:
     summary = card_summary(name)
     reason = None
     if not summary:
-        reason = f"judge '{name}' has no judge card (run `bench judges measure {name}`)"
+        how = ("measure the served model with benchmarks/llm_judge_bench.py" if name == "llm"
+               else f"run `bench judges measure {name}`")
+        reason = f"judge '{name}' has no judge card ({how})"
     elif not summary["null_battery"]["passed"]:
         outputs = summary["null_battery"]["outputs"]
         label = min(outputs, key=outputs.get) if outputs else "(none measured)"

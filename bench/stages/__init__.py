@@ -66,8 +66,11 @@ def is_current(stage, run: RunConfig) -> bool:
     return path.exists() and json.loads(path.read_text()).get("fingerprint") == fingerprint(stage, run)
 
 
-def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False) -> Path:
-    """Run the stages in order (all by default); each reads the previous stages' files only."""
+def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False, executor: str = "local",
+            address: str | None = None) -> Path:
+    """Run the stages in order (all by default); each reads the previous stages' files only. ``executor="ray"``
+    sends the jobs of the stages that have them (train, generate, suite) to the Ray cluster at ``address``
+    (none: a local one), see ``ray_executor``; the others run here."""
     from ..atomic import atomic_write_json, atomic_write_text
     from ..procs import check_interrupted
     from ..runlock import run_lock
@@ -89,7 +92,13 @@ def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False
                 continue
             check_interrupted()  # a signal some library swallowed still stops the run before the next stage
             t0 = time.perf_counter()
-            stage.run(run)
+            if executor == "ray" and hasattr(stage, "jobs"):
+                from . import ray_executor
+
+                ray_executor.connect(address)
+                ray_executor.run_jobs(stage.jobs(run), name)
+            else:
+                stage.run(run)
             seconds = round(time.perf_counter() - t0, 1)
             stamp = {"fingerprint": fingerprint(stage, run), "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
             atomic_write_json(_stamp_path(run, name), stamp)  # only real work replaces a stage's time

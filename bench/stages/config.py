@@ -48,6 +48,10 @@ class RunConfig:
     gpu_memory_utilization: float | None = None
     judge: str = DEFAULT_JUDGE
     judge_options: dict = field(default_factory=dict)
+    # An LLM judge the run serves itself (`judge: llm`): {model, tensor_parallel_size, data_parallel_size,
+    # gpu_memory_utilization, max_model_len, startup_timeout}; the judge stage starts `bench serve` for it and
+    # stops it. Empty: the judge's own options say where it is (judge_options.base_url, $OPENAI_BASE_URL).
+    judge_serve: dict = field(default_factory=dict)
     allow_unvalidated_judge: bool = False  # judge with a judge whose card fails (its numbers are marked so)
     allow_template_change: bool = False  # generate with a checkpoint whose chat template changed since training
     # Judged beside the methods: a constant answer that must land in the bottom tier, and an eval set whose
@@ -107,7 +111,8 @@ class RunConfig:
                 + [(c, None) for c in self.controls_named()])
 
 
-_TYPES = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict, "suite_shots": dict,
+_TYPES = {"methods": list, "budget": dict, "method_options": dict, "judge_options": dict, "judge_serve": dict,
+          "suite_shots": dict,
           "seeds": list, "controls": dict}
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from .config import BASE, RunConfig
+from .jobs import Job, run_locally
 
 log = logging.getLogger("bench.run")
 
@@ -57,20 +58,44 @@ def write_control(run: RunConfig, name: str, kind: str, prompts: list) -> None:
     atomic_write_json(output_dir(run, name) / "model_outputs.json", rows, indent=1, ensure_ascii=False)
 
 
-def run(run: RunConfig) -> None:
-    """All checkpoints in one call, so vLLM starts one engine and swaps each checkpoint's weights into it."""
+def jobs(run: RunConfig) -> list[Job]:
+    """The controls are written here (they need no model); then one job per engine group: the checkpoints that
+    share an ``engine_key`` go to one vLLM engine, which swaps each one's weights in (HF: one job each)."""
     from ..data import load
-    from ..generation import Sampling, generate_evals
+    from ..generation import backend_name
 
     prompts = load(run.eval_set, limit=run.eval_limit)
     for name, kind in run.controls_named().items():
         write_control(run, name, kind, prompts)
-    jobs = [(policy, run.checkpoint(policy, seed), output_dir(run, policy, seed))
+    todo = [(policy, run.checkpoint(policy, seed), output_dir(run, policy, seed))
             for policy, seed in run.units() if policy not in run.controls_named()]
-    log.info("[generate] %d checkpoints on %d %s prompts", len(jobs), len(prompts), run.eval_set)
-    generate_evals(jobs, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens),
+    log.info("[generate] %d checkpoints on %d %s prompts", len(todo), len(prompts), run.eval_set)
+    groups: dict[str, list] = {}
+    vllm = backend_name(run.generation_backend) == "vllm"
+    for job in todo:
+        groups.setdefault(_engine_group(job[1]) if vllm else str(job[2]), []).append(job)
+    ranks = run.tensor_parallel_size * run.data_parallel_size if vllm else 1
+    return [Job("generate/" + "+".join(str(out.relative_to(run.dir / "generations")) for _, _, out in group),
+                generate_group, (run, group, prompts), gpus=ranks, cpus=ranks) for group in groups.values()]
+
+
+def _engine_group(checkpoint: str) -> str:
+    from ..engine import engine_key
+    from ..models import load_tokenizer, resolve
+
+    return engine_key(resolve(checkpoint), load_tokenizer(checkpoint))
+
+
+def generate_group(run: RunConfig, group: list, prompts: list) -> None:
+    from ..generation import Sampling, generate_evals
+
+    generate_evals(group, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens),
                    dataset=run.eval_set, backend_options=engine_options(run),
                    allow_template_change=run.allow_template_change)
+
+
+def run(run: RunConfig) -> None:
+    run_locally(jobs(run))
 
 
 def engine_options(run: RunConfig) -> dict:

@@ -5,7 +5,9 @@ Judge calls are cached by content hash, so re-judging unchanged outputs costs no
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bench.run")
 
 NAME = "judge"
-DEPENDS = ("eval_set", "eval_limit", "judge", "judge_options", "seeds", "controls")
+DEPENDS = ("eval_set", "eval_limit", "judge", "judge_options", "judge_serve", "seeds", "controls")
 
 
 def judged_path(run: RunConfig, name: str, seed: int | None = None) -> Path:
@@ -51,14 +53,41 @@ def frames(run: RunConfig) -> dict[str, dict[int, pd.DataFrame]]:
     return out
 
 
+@contextlib.contextmanager
+def served_judge(run: RunConfig) -> Iterator[dict]:
+    """The judge's options; with ``judge_serve`` (an LLM judge the run serves itself), ``bench serve`` is started
+    for its model first, the judge pointed at it, and the server stopped when judging ends (also on errors).
+    The served name is the model spec, so the judge's call cache never mixes two judge models."""
+    if not run.judge_serve:
+        yield dict(run.judge_options)
+        return
+    from ..serve import Parallel, serve
+
+    spec = dict(run.judge_serve)
+    model = spec.pop("model")
+    sizes = {k: spec.pop(k) for k in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization") if k in spec}
+    log.info("[judge] serving %s for the %s judge", model, run.judge)
+    with serve(model, port=0, name=model, parallel=Parallel(**sizes), log_path=run.dir / "judged" / "judge_server.log",
+               **spec) as server:
+        yield {**run.judge_options, "base_url": server.url, "model": model}
+
+
 def run(run: RunConfig) -> None:
-    from ..judges import get
-    from ..judges.run import eval_set_side, judge_pair, outputs_side
+    from ..judges.run import eval_set_side
+
+    reference = eval_set_side(run.eval_set, run.eval_limit)  # a bad eval set fails before a server starts
+    (run.dir / "judged").mkdir(parents=True, exist_ok=True)
+    with served_judge(run) as options:
+        judge_all(run, options, reference)
+
+
+def judge_all(run: RunConfig, options: dict, reference) -> None:
     from ..atomic import atomic_to_csv, atomic_write_json
+    from ..judges import get
+    from ..judges.run import judge_pair, outputs_side
     from ..verdicts import verdicts
 
-    judge = get(run.judge, **run.judge_options)
-    reference = eval_set_side(run.eval_set, run.eval_limit)
+    judge = get(run.judge, **options)
     for name, seed in run.units():
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from .config import BASE, RunConfig
+from .jobs import Job, run_locally
 
 log = logging.getLogger("bench.run")
 
@@ -31,11 +32,20 @@ def writes(run: RunConfig) -> list[Path]:
     return [summary_path(run, p, s) for p, s in units(run)]
 
 
-def run(run: RunConfig) -> None:
+def jobs(run: RunConfig) -> list[Job]:
+    """One job per (policy, seed): a suite pass over one checkpoint."""
+    return [Job(f"suite/{policy}" + ("" if seed is None else f"/seed-{seed}"), suite_one, (run, policy, seed))
+            for policy, seed in units(run)]
+
+
+def suite_one(run: RunConfig, policy: str, seed: int | None) -> None:
     from ..suite.runner import SuiteConfig, run_suite
 
-    for policy, seed in units(run):
-        log.info("[suite] %s%s: %s (limit %s)", policy, "" if seed is None else f" seed {seed}", run.suite, run.suite_limit)
-        cfg = SuiteConfig(suite=run.suite, backend=run.suite_backend, limit=run.suite_limit or None,
-                          shots=run.suite_shots, out_dir=str(summary_path(run, policy, seed).parent))
-        run_suite(run.checkpoint(policy, seed), cfg)
+    log.info("[suite] %s%s: %s (limit %s)", policy, "" if seed is None else f" seed {seed}", run.suite, run.suite_limit)
+    cfg = SuiteConfig(suite=run.suite, backend=run.suite_backend, limit=run.suite_limit or None,
+                      shots=run.suite_shots, out_dir=str(summary_path(run, policy, seed).parent))
+    run_suite(run.checkpoint(policy, seed), cfg)
+
+
+def run(run: RunConfig) -> None:
+    run_locally(jobs(run))

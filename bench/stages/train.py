@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from .config import RunConfig
+from .jobs import Job, run_locally
 
 log = logging.getLogger("bench.run")
 
@@ -62,15 +63,30 @@ def writes(run: RunConfig) -> list[Path]:
     return [Path(run.checkpoint(m, s)) / "bench_run.json" for s in run.seeds for m in order(run)]
 
 
-def run(run: RunConfig) -> dict[tuple[str, int], Path]:
+def jobs(run: RunConfig) -> list[Job]:
+    """One job per (method, seed), each reward model's before the PPO method of its seed that needs it; every
+    config is checked before any job is made, so a bad option stops the run before any training."""
+    from .. import registry
     from ..validate import check_recipe_configs
 
-    jobs = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
-    check_recipe_configs([(m, cfg, layers) for (m, _), (_, cfg, layers) in jobs.items()], run.model)  # before any training
+    layers = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
+    check_recipe_configs([(m, cfg, lay) for (m, _), (_, cfg, lay) in layers.items()], run.model)
+    out = []
+    for method, seed in layers:
+        dep = registry.recipes()[method].needs
+        out.append(Job(f"train/{method}/seed-{seed}", train_one, (run, method, seed),
+                       needs=(f"train/{dep}/seed-{seed}",) if dep else ()))
+    return out
+
+
+def train_one(run: RunConfig, method: str, seed: int) -> Path:
     from ..training import run_recipe
 
-    out = {}
-    for (method, seed), (cls, cfg, _) in jobs.items():
-        log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
-        out[method, seed] = run_recipe(cls, cfg)
-    return out
+    cls, cfg, _ = recipe_layers(run, method, seed)
+    log.info("[train] %s seed %d -> %s", method, seed, cfg.output_dir)
+    return run_recipe(cls, cfg)
+
+
+def run(run: RunConfig) -> dict[tuple[str, int], Path]:
+    todo = jobs(run)
+    return {job.args[1:]: out for job, out in zip(todo, run_locally(todo))}
