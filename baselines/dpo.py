@@ -9,7 +9,8 @@ Pairs come from any preference set (``hh_rlhf``) or a revision set (revised pref
 reference is the model the run starts from, so its log-probabilities never change: they are computed once,
 before the first step, and cached in ``<output_dir>/ref_logps.pt`` keyed by the token ids and the reference
 checkpoint, so a resumed or repeated run does not pay for them again (and training does one forward per
-sequence instead of two).
+sequence instead of two). Under N processes each rank computes every N-th missing pair, the ranks exchange
+them, and rank 0 alone writes the cache.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench import data, models
+from bench import data, distributed, models
 from bench.config import TrainConfig
 from bench.logprobs import next_token_logprobs
 from bench.registry import register
@@ -101,24 +102,33 @@ class Dpo(OfflineRecipe):
         todo = [f for f in self._features if f["key"] not in cache["logps"]]
         if todo:
             log.info("dpo: computing reference log-probs for %d pairs (cached in %s)", len(todo), cache_path)
-            was_training = model.training
-            model.eval()
-            pairs_per_batch = max(cfg.ref_batch_size // 2, 1)
-            with torch.no_grad():
-                for i in range(0, len(todo), pairs_per_batch):
-                    chunk = todo[i: i + pairs_per_batch]
-                    b = {k: v.to(model.device) for k, v in self.collate(chunk, model.config.pad_token_id or 0).items()}
-                    logps = sequence_logps(model, b["input_ids"], b["attention_mask"], b["response_mask"]).cpu()
-                    for f, (c, r) in zip(chunk, logps.view(-1, 2).tolist()):
-                        cache["logps"][f["key"]] = [c, r]
-            model.train(was_training)
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_path.with_suffix(".tmp")
-            torch.save(cache, tmp)
-            os.replace(tmp, cache_path)
+            mine = todo[distributed.rank():: distributed.world_size()]  # this rank's share
+            cache["logps"].update(distributed.gather(list(self._reference_logps(model, mine, cfg).items())))
+            with distributed.main_writes() as writer:
+                if writer:
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = cache_path.with_suffix(".tmp")
+                    torch.save(cache, tmp)
+                    os.replace(tmp, cache_path)
         for f in self._features:
             f["ref"] = cache["logps"][f["key"]]
         return model
+
+    def _reference_logps(self, model, features: list[dict], cfg) -> dict[str, list[float]]:
+        """``{pair key: [log ref(chosen), log ref(rejected)]}`` under the model as it starts."""
+        out = {}
+        was_training = model.training
+        model.eval()
+        pairs_per_batch = max(cfg.ref_batch_size // 2, 1)
+        with torch.no_grad():
+            for i in range(0, len(features), pairs_per_batch):
+                chunk = features[i: i + pairs_per_batch]
+                b = {k: v.to(model.device) for k, v in self.collate(chunk, model.config.pad_token_id or 0).items()}
+                logps = sequence_logps(model, b["input_ids"], b["attention_mask"], b["response_mask"]).cpu()
+                for f, (c, r) in zip(chunk, logps.view(-1, 2).tolist()):
+                    out[f["key"]] = [c, r]
+        model.train(was_training)
+        return out
 
     def loss_units(self, model, batch, cfg):
         return {"pairs": batch["input_ids"].size(0) // 2}

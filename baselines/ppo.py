@@ -21,6 +21,9 @@ penalty), ``kl`` (per-response sum of log pi - log ref), ``kl_coef``, ``entropy`
 ``approx_kl`` and seconds per phase (``time_sync`` (weights into the engine), ``time_rollout``, ``time_scoring`` = ``time_reward`` +
 ``time_logprobs``, ``time_update``); ``ppo_state.pt`` (resume point, every ``save_steps`` iterations); and
 at the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
+
+PPO runs in one process: under ``accelerate launch`` with N > 1 it stops with one sentence before loading
+anything (each rank would roll out and update the same prompts alone, unsynchronised).
 """
 
 from __future__ import annotations
@@ -37,13 +40,14 @@ from pathlib import Path
 
 import torch
 
-from bench import chat, data, models, ppo_core, rewards
+from bench import chat, data, distributed, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
 from bench.logprobs import gather_logprobs
 from bench.registry import register
 from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
-from bench.training import already_trained, apply_lora, fingerprint, output_dir
+from bench.checkpoints import already_trained, fingerprint
+from bench.training import apply_lora, output_dir
 
 log = logging.getLogger("bench.ppo")
 
@@ -79,6 +83,8 @@ class PpoConfig(TrainConfig):
     rollout_backend: str = _help("rollouts through 'vllm' (one engine, weights pushed each iteration), 'hf' "
                                  "generate, or 'auto' (vllm when installed)", "auto")
     rollout_kv_cache_gb: float = _help("KV cache of the rollout engine on CPU (GiB)", 1.0)
+    rollout_gpu_memory_utilization: float = _help("GPU share of the rollout engine (0 = sized at start against "
+                                                  "what PPO holds, bench.rollouts.rollout_gpu_share)", 0.0)
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
@@ -286,6 +292,7 @@ class Ppo:
     def run(self, cfg) -> Path:
         from transformers import get_scheduler, set_seed
 
+        distributed.single_process_only(self.name)
         set_seed(cfg.seed)
         out = output_dir(self, cfg)
         inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}
@@ -308,7 +315,8 @@ class Ppo:
         schedule = PromptSchedule(prompts, cfg.seed)
         log_path = out / "ppo_log.jsonl"
         t0 = time.perf_counter()
-        with rollout_engine(cfg, prompts) if first < iterations else contextlib.nullcontext() as engine:
+        states = 0 if optimizer.state else 2 * sum(p.numel() * p.element_size() for p in params)  # AdamW's two moments
+        with rollout_engine(cfg, prompts, states) if first < iterations else contextlib.nullcontext() as engine:
             for it in range(first, iterations):
                 record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
                                         schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it, engine)

@@ -1,9 +1,10 @@
 """The ``reward-model`` recipe (Bradley-Terry) and what it shares with ``token-reward-model``; the checkpoint
 format and the scoring API are ``bench.reward_model``'s.
 
-During training the head is a ``score`` linear layer attached to the causal LM, so the shared loop's LoRA
-(``all-linear``) adapts it too (the head's base weight keeps its seeded random init, its LoRA update learns)
-and checkpoints resume. Training is single-process: the head is applied outside the model's forward.
+Training runs the architecture that is saved and loaded: the start model's backbone under a ``score``
+linear head (``AutoModelForTokenClassification``, one label), so the head is part of the model's forward
+(what DDP, DeepSpeed and FSDP need to synchronise its gradient) and the shared loop's LoRA (``all-linear``)
+adapts it too (the head's base weight keeps its seeded random init, its LoRA update learns).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench import chat, data, models
+from bench import chat, data, distributed, models
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig
 from bench.registry import register
@@ -28,10 +29,8 @@ log = logging.getLogger("bench.reward_model")
 
 # --------------------------------------------------------------------------------------------- training
 def head_scores(model, input_ids, attention_mask) -> torch.Tensor:
-    """(B, T) head outputs of a causal LM with an attached ``score`` layer (PEFT-wrapped or not)."""
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.score(out.hidden_states[-1]).squeeze(-1).float()
+    """(B, T) head outputs of the reward model (PEFT- or DDP-wrapped or not)."""
+    return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.squeeze(-1).float()
 
 
 def wilson_interval(k: int, n: int) -> tuple[float, float]:
@@ -79,17 +78,25 @@ class PairwiseRewardRecipe(OfflineRecipe):
         return batch
 
     def prepare_model(self, model, cfg):
+        """The causal LM's backbone under a fresh one-output ``score`` head (its LM head is dropped)."""
+        from transformers import AutoModelForTokenClassification
+
         if cfg.lora_r and cfg.lora_targets != "all-linear" and "score" not in cfg.lora_targets.split(","):
             raise data.DataError("config", None, "lora_targets", "add 'score' so LoRA can train the reward head")
-        model.score = torch.nn.Linear(model.config.hidden_size, 1, dtype=model.dtype, device=model.device)
+        config = model.config.__class__.from_dict(model.config.to_dict())
+        config.num_labels, config.classifier_dropout, config.architectures = 1, 0.0, None
+        rm = AutoModelForTokenClassification.from_config(config, dtype=model.dtype).to(model.device)
+        prefix = rm.base_model_prefix
+        getattr(rm, prefix).load_state_dict(getattr(model, prefix).state_dict())
         # Seeded (resume rebuilds the same head) and not zero: under LoRA the head's base weight stays at
         # this init, and a zero head would pass no gradient to the backbone's adapters.
-        std = getattr(model.config, "initializer_range", 0.02)
-        init = torch.randn(model.score.weight.shape, generator=torch.Generator().manual_seed(cfg.seed)) * std
+        std = getattr(config, "initializer_range", 0.02)
+        init = torch.randn(rm.score.weight.shape, generator=torch.Generator().manual_seed(cfg.seed)) * std
         with torch.no_grad():
-            model.score.weight.copy_(init)
-            model.score.bias.zero_()
-        return model
+            rm.score.weight.copy_(init.to(rm.score.weight))
+            if rm.score.bias is not None:
+                rm.score.bias.zero_()
+        return rm
 
     def loss_units(self, model, batch, cfg):
         return {"pairs": batch["input_ids"].size(0) // 2}
@@ -109,10 +116,13 @@ class PairwiseRewardRecipe(OfflineRecipe):
 
     def run(self, cfg) -> Path:
         out = train(self, cfg)
+        with distributed.main_writes() as writer:  # the held-out report: rank 0 scores and writes, others wait
+            if writer:
+                meta = json.loads((out / META).read_text())
+                if meta.get("heldout", {}).get("config") != _eval_key(cfg):
+                    meta.update(self.evaluate(out, cfg))
+                    atomic_write_json(out / META, meta)
         meta = json.loads((out / META).read_text())
-        if meta.get("heldout", {}).get("config") != _eval_key(cfg):
-            meta.update(self.evaluate(out, cfg))
-            atomic_write_json(out / META, meta)
         log.info("%s held-out: %s", self.name, {k: v for k, v in meta["heldout"].items() if k != "config"})
         return out
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .stages.config import DEFAULT_JUDGE
+
 
 def train_config(recipe: str, config: str | Path | None = None, overrides: dict | None = None, **flags):
     """The recipe class and its effective config: recipe YAML < its sweep result < ``config`` file < ``overrides``
@@ -47,16 +49,19 @@ def run(config: str | Path | None = None, stages: list[str] | None = None, force
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def judge(outputs: list[str | Path], against: str = "alpaca_eval", judge: str = "local-rm",
-          judge_options: dict | None = None, n_boot: int = 2000, seed: int = 0) -> dict:
+def judge(outputs: list[str | Path], against: str = "alpaca_eval", judge: str = DEFAULT_JUDGE,
+          judge_options: dict | None = None, n_boot: int = 2000, seed: int = 0, allow_unvalidated: bool = False) -> dict:
     """Judge each outputs file against ``against`` (an eval set's references or another outputs file): one
-    summary per file (win rate, LC win rate, 95% intervals) and each file's paired difference to the first."""
+    summary per file (win rate, LC win rate, 95% intervals) and each file's paired difference to the first.
+    The judge passes the same gate as ``bench judge`` (``UnvalidatedJudge`` unless ``allow_unvalidated``)."""
     from .judges import get
+    from .judges.gate import require_validated
     from .judges.run import judge_pair, outputs_side, reference_side
     from .metrics import paired_difference
 
     reference = reference_side(against)
     sides = [outputs_side(p) for p in outputs]
+    gate = require_validated(judge, allow_unvalidated)
     chosen = get(judge, **(judge_options or {}))
     results, frames = [], []
     for path, side in zip(outputs, sides):
@@ -64,4 +69,4 @@ def judge(outputs: list[str | Path], against: str = "alpaca_eval", judge: str = 
         results.append({**summary, "outputs": str(path)})
         frames.append((side.name, frame))
     diffs = [{"a": frames[0][0], "b": name, **paired_difference(frames[0][1], f, n_boot, seed)} for name, f in frames[1:]]
-    return {"results": results, "paired_differences": diffs}
+    return {"results": results, "paired_differences": diffs, "judge": gate}

@@ -1,85 +1,15 @@
-"""The ``bench`` command line: one sub-command per pipeline stage."""
+"""The ``bench`` command line: one sub-command per pipeline stage (the shared app and error handling are in
+``cli_common``; each ``cli_*`` module adds its stage's commands to the app)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
-app = typer.Typer(help="Benchmark fine-grained alignment methods (FIGA, SFT, DPO, PPO, fine-grained PPO).",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
-recipes_app = typer.Typer(help="Registered training recipes.", no_args_is_help=True)
-data_app = typer.Typer(help="Datasets: the data kit, the Hub, your own files.", no_args_is_help=True)
-app.add_typer(recipes_app, name="recipes")
-app.add_typer(data_app, name="data")
-console = Console()
-VERBOSE = False  # -v: debug logging, and a traceback behind every error
-RESUME_HINT = "interrupted; run the same command again to resume from where it stopped"
-
-
-@app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging, tracebacks on errors")] = False):
-    global VERBOSE
-    VERBOSE = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
-
-
-def user_error_message(e: BaseException) -> str | None:
-    """The one sentence for a user's mistake, or None for anything that is a bug in bench."""
-    import errno
-
-    from .data import DataError
-
-    if isinstance(e, DataError) or getattr(e, "user_error", False):  # plugins (the leaderboard) flag theirs
-        return str(e)
-    if isinstance(e, KeyError):
-        return str(e.args[0]) if e.args else "unknown key"
-    if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOENT,
-                                              errno.ENOTDIR, errno.EISDIR, errno.EADDRINUSE):
-        where = f" '{e.filename}'" if e.filename else ""
-        return f"{e.strerror or e}{where}"
-    return None
-
-
-def fail_cleanly(fn):
-    """Bad input ends with one red line naming file, line and field: never a deep traceback (unless -v).
-
-    A genuine bug keeps its traceback, with one line asking for a report. SIGINT and SIGTERM are handled alike
-    (``bench.procs.handle_signals``): what the command started is shut down, its locks released, and it says
-    how to resume and exits 130 / 143."""
-    import functools
-
-    from .procs import exit_code, handle_signals
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            with handle_signals():
-                return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit):
-            raise
-        except KeyboardInterrupt as e:
-            console.print(f"[bold yellow]{RESUME_HINT}[/]", highlight=False)
-            raise typer.Exit(exit_code(e)) from None
-        except Exception as e:
-            message = user_error_message(e)
-            if message is None:
-                console.print("[bold red]bug:[/] this is a bug in bench; please report it with the command and "
-                              "the traceback below", highlight=False)
-                raise
-            if VERBOSE:
-                console.print_exception()
-            console.print(f"[bold red]error:[/] {message}", highlight=False)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
+from .cli_common import RESUME_HINT, app, console, data_app, fail_cleanly, recipes_app, user_error_message  # noqa: F401
 
 @recipes_app.command("list")
 def recipes_list():
@@ -184,7 +114,7 @@ def model_path(spec: Annotated[str, typer.Argument(help="HF id, local dir, or sm
 @app.command("run")
 @fail_cleanly
 def run_pipeline(
-    stage: Annotated[str, typer.Argument(help="all, or one of: train, generate, judge, suite, report")] = "all",
+    stage: Annotated[str, typer.Argument(help="all, or one of: build_data, train, generate, judge, suite, report")] = "all",
     config: Annotated[Optional[Path], typer.Option(help="run YAML (default runs/smollm2-cpu.yaml)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE run override, e.g. eval_limit=20")] = None,
     force: Annotated[bool, typer.Option(help="re-run the stage(s) even when nothing they depend on changed")] = False,
@@ -228,6 +158,7 @@ def leaderboard(
 from . import cli_suite  # noqa: E402,F401  (bench suite)
 from . import cli_eval  # noqa: E402,F401  (bench generate, serve, judge, eval, judges)
 from . import cli_sweep  # noqa: E402,F401  (bench sweep)
+from . import cli_data  # noqa: E402,F401  (bench data build-spa, build-edits)
 
 
 if __name__ == "__main__":

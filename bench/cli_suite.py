@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from bench.cli import app, console, fail_cleanly
+from bench.cli_common import app, console, fail_cleanly
 
 
 def _shots(values: list[str]) -> dict[str, int]:

@@ -102,7 +102,8 @@ def load_reward_model(path: str | Path) -> RewardModel:
 
 
 def save_reward_model(model, tokenizer, out: Path, kind: str, base_model: str) -> None:
-    """Write a (merged) causal LM with an attached ``score`` head as a token-classification checkpoint."""
+    """Write a trained reward model (a one-label token-classification model, LoRA merged) as a clean
+    token-classification checkpoint."""
     from transformers import AutoModelForTokenClassification
 
     if hasattr(model, "merge_and_unload"):

@@ -1,7 +1,9 @@
 """The shared training loop for offline recipes (SFT, FIGA, DPO, reward models).
 
 It is transformers' ``Trainer``, so ``accelerate launch`` (DDP, DeepSpeed, FSDP), checkpointing and
-``--resume`` work unchanged. A recipe supplies four small hooks; everything else is shared, which is what
+``--resume`` work unchanged; under N processes each rank trains on its share of every batch, rank 0 alone
+decides, saves and writes ``bench_run.json`` (bench/distributed.py), and logged statistics are reduced over
+ranks. A recipe supplies four small hooks; everything else is shared, which is what
 makes methods comparable on the same budget:
 
 - ``load_records(cfg)``: typed records (``bench.data``)
@@ -19,7 +21,6 @@ gradient are those of its whole batch (``batch_size * grad_accum`` records), wha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -32,9 +33,10 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from . import chat, models
+from . import chat, distributed, models
 from .atomic import atomic_write_json
-from .checkpoints import StagedCheckpoints, checkpoint_step, elapsed_seconds, last_complete_checkpoint, resume_or_finish, trim_log
+from .checkpoints import (RESUMABLE, StagedCheckpoints, already_trained, elapsed_seconds, fingerprint,  # noqa: F401
+                          resume_or_finish, resume_point)
 from .config import TrainConfig, to_dict
 from .data import DataError, Skips, train_val_split
 
@@ -184,10 +186,16 @@ class _RecipeTrainer(StagedCheckpoints, Trainer):
         return loss.detach(), None, None
 
     def log(self, logs, *args, **kwargs):
-        if self._count and "loss" in logs:
-            logs.update({k: v / self._count for k, v in self._sums.items()})
-            elapsed = time.perf_counter() - self._t0
-            logs["tokens_per_s"] = self._tokens / max(elapsed, 1e-9)
+        if "loss" in logs:  # a training log, called on every rank alike: metrics are means over all ranks'
+            keys = sorted(self._sums)  # micro-batches, tokens/s counts every rank's tokens
+            totals = torch.tensor([self._count, self._tokens, *(self._sums[k] for k in keys)], dtype=torch.float64,
+                                  device=self.args.device)
+            if self.accelerator.num_processes > 1:
+                totals = self.accelerator.reduce(totals, "sum")
+            count, tokens, sums = float(totals[0]), float(totals[1]), totals[2:].tolist()
+            if count:
+                logs.update({k: v / count for k, v in zip(keys, sums)})
+                logs["tokens_per_s"] = tokens / max(time.perf_counter() - self._t0, 1e-9)
             self._sums.clear()
             self._count = self._tokens = 0
             self._t0 = time.perf_counter()
@@ -235,71 +243,16 @@ def output_dir(recipe, cfg) -> Path:
 
 
 def run_recipe(cls, cfg) -> Path:
-    """Train ``cls`` under ``cfg`` holding its output directory's lock: a second trainer there is refused."""
+    """Train ``cls`` under ``cfg`` holding its output directory's lock: a second trainer there is refused.
+    Under a launcher rank 0 holds it for the whole job (the other ranks are its processes, not rivals)."""
+    import contextlib
+
     from .runlock import train_lock
 
     recipe = cls()
-    with train_lock(output_dir(recipe, cfg)):
+    lock = train_lock(output_dir(recipe, cfg)) if distributed.is_main() else contextlib.nullcontext()
+    with lock:
         return Path(recipe.run(cfg))
-
-
-# Options that may change between an interrupted run and its continuation (more steps, other logging).
-RESUMABLE = ("max_steps", "epochs", "save_steps", "logging_steps", "eval_steps", "output_dir", "keep_checkpoints")
-
-
-def fingerprint(path: str | Path) -> str:
-    """Content hash of a checkpoint a run depends on (PPO's reward model): its weight files, plus a reward
-    model's kind and calibration (which scales PPO's rewards). A retrained checkpoint gets a new one; an
-    identical retrain, the same one."""
-    path = Path(path)
-    files = sorted(f for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern))
-    if not files:
-        raise DataError(path, None, None, "no weight files (*.safetensors) to fingerprint: is it trained?")
-    h = hashlib.sha256()
-    for f in files:
-        with open(f, "rb") as fh:
-            h.update(f.name.encode() + hashlib.file_digest(fh, "sha256").digest())
-    meta = path / "reward_model.json"
-    if meta.exists():
-        m = json.loads(meta.read_text())
-        h.update(json.dumps({k: m.get(k) for k in ("kind", "calibration")}, sort_keys=True).encode())
-    return h.hexdigest()[:32]
-
-
-def _key(cfg, inputs: dict | None) -> dict:
-    return json.loads(json.dumps({"config": to_dict(cfg), "inputs": inputs or {}}, default=str))
-
-
-def _resumable(key: dict) -> dict:
-    return {"config": {k: v for k, v in key["config"].items() if k not in RESUMABLE}, "inputs": key["inputs"]}
-
-
-def already_trained(out: Path, cfg, inputs: dict | None = None,
-                    resume_state: tuple[str, ...] = ("checkpoint-*", "train_log.jsonl")) -> bool:
-    """True when a finished run with the same config and the same ``inputs`` (fingerprints of the checkpoints
-    it depends on) left ``bench_run.json``: re-running it is a no-op.
-
-    Otherwise ``out`` is made ready to train: resume state (``resume_state`` globs) left by a run with
-    another key, finished or not, is removed, since resuming it would continue the wrong run; only
-    ``RESUMABLE`` options may differ. The key goes to ``bench_key.json`` for the next comparison."""
-    key = _key(cfg, inputs)
-    done, started = out / "bench_run.json", out / "bench_key.json"
-    if done.exists():
-        info = json.loads(done.read_text())
-        if {"config": info.get("config"), "inputs": info.get("inputs", {})} == key:
-            log.info("%s already trained with this config and inputs; delete %s to retrain", out, done)
-            return True
-    previous = json.loads(started.read_text()) if started.exists() else None
-    if previous is None or _resumable(previous) != _resumable(key):
-        stale = [p for pattern in resume_state for p in out.glob(pattern)]
-        if stale:
-            log.warning("%s: config or inputs changed; removing the old run's %s", out, [p.name for p in stale])
-        for p in stale:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
-    done.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    started.write_text(json.dumps(key, indent=2))
-    return False
 
 
 def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
@@ -311,8 +264,9 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     from .chat import template_hash
 
     set_seed(cfg.seed)
+    distributed.init()
     out = output_dir(recipe, cfg)
-    if already_trained(out, cfg):
+    if distributed.decided_by_main(lambda: already_trained(out, cfg)):
         return out
     tokenizer = models.load_tokenizer(cfg.model)
     records = recipe.load_records(cfg)
@@ -365,14 +319,14 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         data_collator=lambda feats: recipe.collate(feats, tokenizer.pad_token_id),
         callbacks=[JsonlLog(out / "train_log.jsonl"), *(callbacks or [])],
     )
-    ckpt = last_complete_checkpoint(out)  # crash-safe resume: bench/checkpoints.py
-    trim_log(out / "train_log.jsonl", checkpoint_step(ckpt))
+    ckpt = distributed.decided_by_main(lambda: resume_point(out))  # crash-safe resume: bench/checkpoints.py
     trainer.bench_prior_seconds, trainer.bench_t0 = elapsed_seconds(ckpt), time.perf_counter()
     result = resume_or_finish(trainer, ckpt, cfg.max_steps)
     wall = trainer.bench_prior_seconds + time.perf_counter() - trainer.bench_t0
     final_eval = trainer.evaluate() if val_set else {}
-    model = trainer.model
-    recipe.save(model, tokenizer, out, cfg)
+    with distributed.full_parameters(trainer), distributed.main_writes() as writer:
+        if writer:
+            recipe.save(trainer.model, tokenizer, out, cfg)
     run_info = {
         "recipe": recipe.name,
         "config": to_dict(cfg),
@@ -388,10 +342,12 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         "train_metrics": result.metrics,
         "eval_metrics": final_eval,
     }
-    atomic_write_json(out / "bench_run.json", run_info, default=str)
-    if not cfg.keep_checkpoints:  # finished: resume state is dead weight (the default run's was 45 GB)
-        for ckpt_dir in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
+    with distributed.main_writes() as writer:  # after every rank's part of the weights: the run is finished
+        if writer:
+            atomic_write_json(out / "bench_run.json", run_info, default=str)
+            if not cfg.keep_checkpoints:  # finished: resume state is dead weight (the default run's was 45 GB)
+                for ckpt_dir in out.glob("checkpoint-*"):
+                    shutil.rmtree(ckpt_dir, ignore_errors=True)
     return out
 
 

@@ -32,10 +32,14 @@ class ResultsError(ValueError):
 CI, INTERVAL_STATS = "ci", {"value": "num", "ci95": "ci", "se": "num?", "p": "num?", "p_holm": "num?"}
 SUITE_ENTRY = {"value": "num?", "stderr": "num?", "terms": ["str"], "of": ["str"], "partial": "bool?"}
 METHOD = {"checkpoint": "str?", "seeds": ["key"],
-          "train": {"wall_s": "num?", "steps": "int?", "curve": [["num"]], "curve_name": "str?"},
+          "train": {"wall_s": "num?", "steps": "int?", "curve": [["num"]], "curve_name": "str?",
+                    "curves": {"*": [["num"]]}, "config": {}, "provenance": {},
+                    "sweep": {"chosen": {}, "objective": "str?", "grid": [{}]}},
           "winrate": {"win_rate": "num", "ci": "ci?", "lc_win_rate": "num?", "lc_ci": "ci?", "n": "int?",
                       "avg_length": "num?"},
-          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY}}
+          "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY},
+          "degeneration": {"n": "int?", "truncated": "num?", "loop": "num?", "empty": "num?", "degenerate": "num?",
+                           "mean_tokens": "num?", "flagged": "bool?", "threshold": "num?"}}
 PAIR = {"a": "str", "b": "str", "name": "str?", "mdd": "num?", "win_rate": INTERVAL_STATS, "lc_win_rate": INTERVAL_STATS}
 VERDICTS = {
     "alpha": "num", "tier_metric": "str", "tier_rule": "str", "tiers": [["str"]],
@@ -49,13 +53,19 @@ VERDICTS = {
 }
 JUDGE_SUMMARY = {"agreement": {"value": "num?", "ci95": "ci?"}, "near_equal_agreement": {"value": "num?", "ci95": "ci?"},
                  "longer_wins_agreement": {"value": "num?"}, "system_spearman": {"value": "num?", "ci95": "ci?"},
-                 "null_battery": {"passed": "bool?", "worst_loss_rate": "num?", "outputs": {"*": "num?"}}}
+                 "null_battery": {"passed": "bool?", "worst_loss_rate": "num?", "outputs": {"*": "num?"}},
+                 "labels": "str?"}
 DOCUMENT = {"schema": "str", "run": "str", "created": "str?", "model": "str?", "data": "str?", "eval_set": "str?",
             "reference": "str?", "suite": ["str"], "seeds": ["key"],
             "judge": {"name": "str", "validated": "bool?", "reason": "str?", "summary": JUDGE_SUMMARY},
             "controls": {"*": {"method": "str", "what": "str?"}},
-            "methods": {"*": METHOD}, "verdicts": VERDICTS}
+            "methods": {"*": METHOD}, "verdicts": VERDICTS,
+            "stages": {"*": {"seconds": "num?", "finished": "str?"}}, "samples": "str?"}
 REQUIRED = ("schema", "run", "methods", "judge")
+SAMPLES_SCHEMA = "bench.samples/1"
+SAMPLES = {"schema": "str", "run": "str?", "eval_set": "str?",
+           "prompts": [{"id": "key", "instruction": "str", "reference": "str?"}],
+           "sets": [{"method": "str", "seed": "key?", "output": ["str?"], "preference": ["num?"], "failed": ["bool?"]}]}
 
 
 def _is(kind: str, v) -> bool:
@@ -118,6 +128,28 @@ def load(path: Path) -> dict:
                 raise ResultsError(path, f"methods.{name}.suite.figa_avg.{key}", "missing: FIGA's average must "
                                    "name the terms it contains ('terms') and the paper's full list ('of')")
     return doc
+
+
+def load_samples(doc: dict) -> dict | None:
+    """The run's samples document (``samples``: a path relative to its results.json), checked; None without one."""
+    if not doc.get("samples"):
+        return None
+    path = Path(doc["_path"]).parent / doc["samples"]
+    try:
+        samples = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(doc["_path"], "samples", f"names {path}, which does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ResultsError(path, None, f"invalid JSON at line {e.lineno} ({e.msg})") from None
+    if not isinstance(samples, dict) or samples.get("schema") != SAMPLES_SCHEMA:
+        raise ResultsError(path, "schema", f"expected {SAMPLES_SCHEMA!r}")
+    check(samples, SAMPLES, "", path)
+    n = len(samples.get("prompts") or [])
+    for i, s in enumerate(samples.get("sets") or []):
+        for key in ("output", "preference"):
+            if len(s.get(key) or []) != n:
+                raise ResultsError(path, f"sets[{i}].{key}", f"has {len(s.get(key) or [])} entries for {n} prompts")
+    return samples
 
 
 def load_runs(root: Path) -> list[dict]:

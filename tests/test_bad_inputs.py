@@ -39,6 +39,8 @@ TRAIN = [
     ("scheduler-unknown", "train sft --set lr_scheduler=sideways", "lr_scheduler"),
     ("model-missing-dir", "train sft --model {tmp}/no-such-model", "no-such-model"),
     ("model-dir-not-a-model", "train sft --model {tmp}/empty", "empty"),
+    ("model-dir-empty-config", "train sft --model {tmp}/empty-config", "model_type"),
+    ("model-dir-blank-config", "train sft --model {tmp}/blank-config", "blank-config"),
     ("model-unknown-offline-id", "train sft --model nobody/no-such-model-xyz", "nobody/no-such-model-xyz"),
     ("data-unknown-name", "train sft --data no-such-set", "no-such-set"),
     ("data-missing-file", "train sft --data {tmp}/missing.jsonl", "missing.jsonl"),
@@ -131,6 +133,9 @@ CASES = TRAIN + DATA + RUN_CASES + EVAL
 @pytest.fixture
 def tmp(tmp_path):
     (tmp_path / "empty").mkdir()
+    for name, text in (("empty-config", "{}"), ("blank-config", "")):  # a folder with an empty config.json
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(text)
     (tmp_path / "a-file").write_text("not a directory")
     (tmp_path / "unknown-key.yaml").write_text("bogus_option: 1\n")
     (tmp_path / "broken.yaml").write_text("key: [unclosed\n")

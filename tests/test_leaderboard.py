@@ -108,7 +108,7 @@ def test_controls_show_their_difference_vs_base_without_a_holm_p(tmp_path):
     d = doc()
     d["methods"]["positive"]["vs_base"] = {"diff": 0.77, "ci": [0.7, 0.84]}  # as the report stage writes it
     page = page_of(tmp_path, d)
-    row = page[page.index('<td class="name">positive <span class="tag">positive control'):]
+    row = page[page.index('>positive</a> <span class="tag">positive control'):]
     assert "+77.0" in row[:row.index("</tr>")] and "[70.0, 84.0]" in row[:row.index("</tr>")]
 
 
@@ -142,8 +142,8 @@ def test_figa_average_columns_name_their_terms_and_never_mix(tmp_path):
     page = page_of(tmp_path, doc(), other)
     smoke = page[page.index('<h2 id="smoke">'):]
     head = smoke[:smoke.index("<tbody>")]  # in one run, base and figa average different terms: two columns
-    assert ('<th class="wrap">FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th>'
-            '<th class="wrap">FIGA avg (6 of 7 terms: no vicuna)</th>') in head
+    assert ('<th class="wrap sortable">FIGA avg (5 of 7 terms: no vicuna, wizardlm)</th>'
+            '<th class="wrap sortable">FIGA avg (6 of 7 terms: no vicuna)</th>') in head
     across = page[page.index("FIGA averages across runs"):]
     assert across.count('<th class="wrap">FIGA avg (') == 3  # all 7, 5 of 7, 6 of 7: one column each
     assert "<th>reward</th>" not in page and "<th>figa_avg</th>" not in page  # the Reward column is dropped
@@ -200,3 +200,167 @@ def test_sparkline_scales_into_the_box():
     svg = sparkline([[0, 5.0], [10, 1.0]], width=100, height=20)
     assert 'points="2.0,2.0 98.0,18.0"' in svg
     assert sparkline([[0, 1.0]]) == ""
+
+
+# --- the site: pages, honesty rules, exports, escaping (the browser test is tests/test_site_browser.py) ---
+
+HOSTILE = '<script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+def site_of(tmp_path, *docs, samples=None):
+    for i, d in enumerate(docs):
+        folder = tmp_path / "runs" / f"r{i}"
+        folder.mkdir(parents=True)
+        if samples is not None:
+            (folder / "samples.json").write_text(json.dumps(samples))
+            d = {**d, "samples": "samples.json"}
+        (folder / "results.json").write_text(json.dumps(d))
+    return build(tmp_path / "runs", tmp_path / "site").parent
+
+
+def samples_doc(names, n=3, text="answer"):
+    prompts = [{"id": f"p{i}", "instruction": f"question {i}", "reference": "ref"} for i in range(n)]
+    return {"schema": "bench.samples/1", "run": "smoke", "eval_set": "alpaca_eval", "prompts": prompts,
+            "sets": [{"method": m, "seed": 0, "output": [f"{text} {m} {i}" for i in range(n)],
+                      "preference": [1.0, 0.5, 0.0][:n] + [0.0] * (n - 3), "failed": [False] * n} for m in names]}
+
+
+def test_hostile_names_and_answers_are_escaped_on_every_page(tmp_path):
+    d = doc(run=f"run{HOSTILE}")
+    d["methods"][f"m{HOSTILE}"] = d["methods"].pop("sft")
+    d["verdicts"] = None
+    site = site_of(tmp_path, d, samples=samples_doc(["figa", f"m{HOSTILE}"], text=HOSTILE))
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 8  # index, run, samples and one per method
+    for page in pages:
+        text = page.read_text()
+        assert "<script>alert" not in text and "<img src=x" not in text, page
+        assert '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; script-src \'self\'' in text
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), page  # nothing remote
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (site / "index.html").read_text()
+    data = "".join(p.read_text() for p in site.rglob("samples/*.js"))
+    assert "<" not in data and "\\u003cscript\\u003ealert(1)" in data  # JSON that cannot close a script
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", p.name) for p in site.rglob("*"))  # file names from names: cleaned
+
+
+def test_js_json_cannot_end_a_script_or_split_a_line():
+    from leaderboard.samples import js_json
+
+    text = js_json({"a": "</script><!-- \u2028 \u2029 & é"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == {"a": "</script><!-- \u2028 \u2029 & é"}
+
+
+def test_too_wide_intervals_are_not_estimable_with_the_rule(tmp_path):
+    v = json.loads(json.dumps(run_verdicts()))
+    v["methods"]["positive"]["lc_win_rate"].update(value=0.061, ci95=[0.014, 1.0])  # the default run's control
+    page = (site_of(tmp_path, doc(v)) / "index.html").read_text()
+    row = page[page.index('>positive</a>'):]
+    row = row[:row.index("</tr>")]
+    assert "not estimable" in row and "6.1 <" not in row and "[1.4, 100.0]" in row  # the number is no estimate
+    assert "wider than 50 percentage points" in page  # the rule is stated
+
+
+def test_judge_card_says_whose_labels_and_flags_lc_near_the_length_baseline(tmp_path):
+    d = doc()
+    d["judge"]["summary"].update(agreement={"value": 0.866, "ci95": [0.852, 0.880]},
+                                 longer_wins_agreement={"value": 0.864}, labels="GPT-4's judgements (ae1)")
+    page = (site_of(tmp_path, d) / "index.html").read_text()
+    assert "agreement with GPT-4&#39;s judgements (ae1)" in page and "agreement with humans" not in page
+    head = page[page.index("<thead>"):page.index("</thead>")]
+    assert "judge ≈ length baseline" in head and "+0.2 points" in page
+    far = doc()  # 25 points above the length baseline: LC is shown without the warning
+    far["judge"]["summary"].update(agreement={"value": 0.95, "ci95": [0.94, 0.96]}, longer_wins_agreement={"value": 0.7})
+    page = (site_of(tmp_path / "far", far) / "index.html").read_text()
+    assert "judge ≈ length baseline" not in page and "agreement with the labels of the judge" in page
+
+
+def test_site_builds_with_missing_sections(tmp_path):
+    """No suite, no curves, one seed, no samples, no verdicts, no stage times, no judge summary."""
+    d = doc(verdicts_doc={}, suite=[], seeds=[0])
+    d["verdicts"] = None
+    d["judge"]["summary"] = None
+    for m in d["methods"].values():
+        m.update(suite=None, train=None, seeds=[0])
+    site = site_of(tmp_path, d)
+    index = (site / "index.html").read_text()
+    assert "sample browser" not in index
+    run_dir = next(p for p in site.iterdir() if p.is_dir() and p.name != "static")
+    assert (run_dir / "run.html").exists() and not (run_dir / "samples.html").exists()
+    method = (run_dir / "figa.html").read_text()
+    assert "not trained in this run" in method and "no degeneration statistics" in method
+    run_page = (run_dir / "run.html").read_text()
+    assert "no verdicts in this run" in run_page and "no stage times recorded" in run_page
+    assert "<svg" in run_page  # win rate vs length still plots
+
+
+def test_head_to_head_matrix_marks_holm_significance(tmp_path):
+    v = run_verdicts()
+    run_dir = next(p for p in site_of(tmp_path, doc(v)).iterdir() if p.is_dir() and p.name != "static")
+    page = (run_dir / "run.html").read_text()
+    pr = next(p for p in v["pairs"] if {p["a"], p["b"]} == {"figa", "null"})
+    assert pr["win_rate"]["p_holm"] < 0.05
+    sign = 1 if pr["a"] == "figa" else -1
+    assert f"{100 * sign * pr['win_rate']['value']:+.1f}*" in page and f"{-100 * sign * pr['win_rate']['value']:+.1f}*" in page
+    fs = next(p for p in v["pairs"] if {p["a"], p["b"]} == {"figa", "sft"})  # one tier: no mark
+    assert fs["win_rate"]["p_holm"] >= 0.05 and f"{100 * abs(fs['win_rate']['value']):.1f}*" not in page
+
+
+def test_exports_leaderboard_csv_and_model_outputs(tmp_path):
+    import csv
+    import io
+
+    site = site_of(tmp_path, doc(), samples=samples_doc(["figa", "sft"]))
+    rows = list(csv.DictReader(io.StringIO((site / "leaderboard.csv").read_text())))
+    assert {"name", "win_rate", "standard_error", "n_wins", "n_draws", "n_total", "avg_length",
+            "length_controlled_winrate", "lc_standard_error"} <= set(rows[0])
+    figa = next(r for r in rows if r["name"] == "figa")
+    v = run_verdicts()
+    assert float(figa["win_rate"]) == pytest.approx(100 * v["methods"]["figa"]["win_rate"]["value"], abs=1e-3)
+    assert (figa["n_wins"], figa["n_draws"], figa["n_wins_base"], figa["n_total"]) == ("1", "1", "1", "3")
+    run_dir = next(p for p in site.iterdir() if p.is_dir() and p.name != "static")
+    outputs = json.loads((run_dir / "outputs" / "figa" / "seed-0" / "model_outputs.json").read_text())
+    assert outputs[0] == {"instruction": "question 0", "output": "answer figa 0", "generator": "figa seed 0",
+                          "dataset": "alpaca_eval"}
+    assert 'href="outputs/figa/seed-0/model_outputs.json"' in (run_dir / "figa.html").read_text()
+
+
+def test_a_samples_document_that_does_not_fit_is_refused_by_name(tmp_path):
+    bad = samples_doc(["figa"])
+    bad["sets"][0]["output"].pop()
+    with pytest.raises(ResultsError, match=r"samples.json: field 'sets\[0\].output': has 2 entries for 3 prompts"):
+        site_of(tmp_path, doc(), samples=bad)
+
+
+def test_report_stage_samples_document_pairs_each_answer_with_its_verdict(tmp_path):
+    """samples.json from the run's generations and judged tables, matched as the judge matched them (the answers
+    are written in reverse prompt order: position in the file is not the prompt)."""
+    import pandas as pd
+
+    from bench.data import load
+    from bench.generation import instruction_text
+    from bench.stages.config import RunConfig
+    from bench.stages.generate import output_dir
+    from bench.stages.judge import judged_path
+    from bench.stages.samples import samples_document
+    from leaderboard.schema import SAMPLES, check
+
+    run = RunConfig(run="r", root=str(tmp_path), methods=["figa"], seeds=[0], eval_limit=4, controls={})
+    prompts = load(run.eval_set, limit=4)
+    for name, seed in run.units():
+        rows = [{"instruction": instruction_text(p.prompt), "output": f"{name} says {p.id}", "generator": name}
+                for p in reversed(prompts)]
+        out = output_dir(run, name, seed)
+        out.mkdir(parents=True)
+        (out / "model_outputs.json").write_text(json.dumps(rows))
+        path = judged_path(run, name, seed).with_suffix(".csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"id": [p.id for p in reversed(prompts)], "preference": [1.0, 0.0, 0.5, 1.0], "failed": False,
+                      "len_model": 1, "len_ref": 1}).to_csv(path, index=False)
+    s = samples_document(run)
+    check(s, SAMPLES, "", "samples.json")
+    assert [p["id"] for p in s["prompts"]] == [p.id for p in prompts]
+    assert [p["reference"] for p in s["prompts"]] == [p.reference for p in prompts]
+    figa = next(x for x in s["sets"] if x["method"] == "figa")
+    assert figa["seed"] == 0 and figa["output"] == [f"figa says {p.id}" for p in prompts]
+    assert figa["preference"] == [1.0, 0.5, 0.0, 1.0]  # reversed back into prompt order

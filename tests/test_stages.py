@@ -108,7 +108,7 @@ def test_results_document_from_stage_files(tmp_path, tiny_model_dir):
     from bench.stages.judge import frames, judged_path, verdicts_path
     from bench.verdicts import verdicts
 
-    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], judge="local-rm",
+    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["figa"], seeds=[0], judge="local-rm",
                     controls={"null": "", "positive": None})
     rng = np.random.default_rng(0)
     for name, seed, p in (("base", None, 0.3), ("figa", 0, 0.7), ("null-control", None, 0.0)):
@@ -132,7 +132,8 @@ def test_results_document_from_stage_files(tmp_path, tiny_model_dir):
     pair = next(p for p in v["pairs"] if {p["a"], p["b"]} == {"figa", "base"})
     sign = 1 if pair["a"] == "figa" else -1
     assert figa["vs_base"]["diff"] == pytest.approx(sign * pair["win_rate"]["value"]) and figa["vs_base"]["diff"] > 0
-    assert figa["train"] == {"wall_s": 12.5, "steps": 2, "curve": [[1, 2.0], [2, 1.5]], "curve_name": "loss"}
+    assert {k: figa["train"][k] for k in ("wall_s", "steps", "curve", "curve_name", "curves")} == {
+        "wall_s": 12.5, "steps": 2, "curve": [[1, 2.0], [2, 1.5]], "curve_name": "loss", "curves": {"loss": [[1, 2.0], [2, 1.5]]}}
     assert figa["seeds"] == [0]
     base = doc["methods"]["base"]
     assert base["train"] is None and base["checkpoint"] == tiny_model_dir and base["vs_base"] is None

@@ -1,5 +1,6 @@
 """``bench run``: the pipeline as its stages, one module each, run in this order:
 
+    build_data data/spa.jsonl               optional: SPA-style pairs built from the run's own model (bench/spa)
     train     checkpoints/<method>/         every method (and the reward models PPO needs) on one budget
     generate  generations/<policy>/         the untrained model and every policy answer the eval prompts
     judge     judged/<policy>.json|.csv     win rates against the eval set's references
@@ -28,12 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from . import generate, judge, report, suite, train
+from . import build_data, generate, judge, report, suite, train
 from .config import BASE, RunConfig, load_run_config
 
 log = logging.getLogger("bench.run")
 
-STAGES = {m.NAME: m for m in (train, generate, judge, suite, report)}
+STAGES = {m.NAME: m for m in (build_data, train, generate, judge, suite, report)}
 
 __all__ = ["BASE", "RunConfig", "STAGES", "fingerprint", "load_run_config", "run_all"]
 

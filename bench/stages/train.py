@@ -12,7 +12,7 @@ from .config import RunConfig
 log = logging.getLogger("bench.run")
 
 NAME = "train"
-DEPENDS = ("model", "data", "methods", "budget", "method_options", "seeds")
+DEPENDS = ("model", "data", "build_data", "methods", "budget", "method_options", "seeds")
 
 
 def order(run: RunConfig) -> list[str]:
@@ -43,7 +43,7 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
     from ..config import recipe_config as layered
 
     spec, cls = registry.get(method)
-    where = {"model": run.model, "data": run.data, "output_dir": run.checkpoint(method, seed)}
+    where = {"model": run.model, "data": run.train_data, "output_dir": run.checkpoint(method, seed)}
     if spec.needs:
         where["reward_model"] = run.checkpoint(spec.needs, seed)
     layers = [("run", where), (f"{run.source('budget')}: budget", run.budget),
@@ -53,7 +53,9 @@ def recipe_layers(run: RunConfig, method: str, seed: int = 0):
 
 
 def reads(run: RunConfig) -> list[Path]:
-    return []
+    from .build_data import writes as built
+
+    return built(run)  # the pairs the build_data stage built, when the run builds its data
 
 
 def writes(run: RunConfig) -> list[Path]:

@@ -1,0 +1,114 @@
+"""Several processes, one writer: what a recipe needs to be correct under ``accelerate launch``.
+
+Every rank runs the same program. Decisions that read or change the output directory (is this run already
+trained? which checkpoint do we resume?) are taken by rank 0 and broadcast, so no two ranks can disagree or
+race on the same files; everything a run leaves behind (checkpoints, the final weights, ``bench_run.json``) is
+written by rank 0 while the others wait at a barrier. Without a launcher (``WORLD_SIZE`` unset or 1) every
+helper here is a no-op, so single-process runs pay nothing.
+
+Sharded engines (DeepSpeed ZeRO-3, FSDP) hold each weight on one rank only: ``full_parameters`` gathers them
+for the duration of a save, on every rank, as those engines require.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from .data.errors import DataError
+
+T = TypeVar("T")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def init() -> None:
+    """Join the launcher's process group (gloo on CPU, NCCL on GPUs) and pin this rank's device, before any
+    model loads; accelerate's ``PartialState`` does both, and the ``Trainer`` reuses the group."""
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())
+
+
+def _active() -> bool:
+    return world_size() > 1 and torch.distributed.is_initialized()
+
+
+def barrier() -> None:
+    if _active():
+        torch.distributed.barrier()
+
+
+def decided_by_main(decide: Callable[[], T]) -> T:
+    """``decide()`` on rank 0 only (it may write files), its result on every rank."""
+    if not _active():
+        return decide()
+    box = [decide() if is_main() else None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(items: list) -> list:
+    """The concatenation of every rank's ``items``, in rank order, on every rank."""
+    if not _active():
+        return list(items)
+    out: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(out, list(items))
+    return [x for part in out for x in part]
+
+
+@contextlib.contextmanager
+def main_writes() -> Iterator[bool]:
+    """``with main_writes() as writer: if writer: ...``: rank 0 writes, then every rank leaves together."""
+    barrier()  # nobody writes while another rank may still be reading or writing the same files
+    try:
+        yield is_main()
+    finally:
+        barrier()
+
+
+def single_process_only(recipe: str) -> None:
+    """Refuse to start a recipe that cannot yet split its work across processes (one clear sentence)."""
+    if world_size() > 1:
+        raise DataError("accelerate launch", None, "num_processes",
+                        f"{recipe} runs in one process only (its rollouts are not sharded across ranks), but "
+                        f"{world_size()} were launched: run it without accelerate launch or with --num_processes 1")
+
+
+@contextlib.contextmanager
+def full_parameters(trainer) -> Iterator[None]:
+    """Every weight whole on rank 0 for the ``with`` block (entered on every rank): DeepSpeed ZeRO-3 and FSDP
+    shard parameters across ranks, DDP and ZeRO-1/2 keep a full copy everywhere (nothing to gather)."""
+    model = trainer.model_wrapped
+    if getattr(trainer, "is_deepspeed_enabled", False) and _zero_stage(trainer) == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            yield
+    elif getattr(trainer, "is_fsdp_enabled", False):
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        with FSDP.summon_full_params(model, writeback=False, rank0_only=True, offload_to_cpu=True):
+            yield
+    else:
+        yield
+
+
+def _zero_stage(trainer) -> int:
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return int(plugin.zero_stage) if plugin is not None else 0

@@ -1,0 +1,184 @@
+"""Every Trainer recipe under 2 processes (``accelerate launch`` with configs/accelerate/ddp.yaml: DDP over gloo
+on CPU) trains exactly like 1 process at the same global batch, and only rank 0 writes.
+
+One launch trains sft, figa, dpo, reward-model and token-reward-model for 2 steps of 2 records per rank on
+the tiny model; one plain process trains them for 2 steps of 4 records (tests/dist_worker.py records what
+each rank saw and wrote). The data (8 pairs) divides evenly. PPO under 2 processes refuses with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.distributed
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "dist_worker.py"
+RECIPES = ["sft", "figa", "dpo", "reward-model", "token-reward-model"]
+# Logged statistics that are means over the step's pairs: with equal shares, the mean over ranks equals the
+# 1-process value only if they are reduced across ranks (rank 0's alone differ).
+MEAN_STATS = {"dpo": ["reward_margin", "reward_chosen"], "reward-model": ["margin"],
+              "token-reward-model": ["loss_pairwise"]}
+# Counts per micro-batch (logged as their mean over the window's micro-batches): over 2 ranks' halves, twice
+# the mean is the 1-process batch's count.
+COUNT_STATS = {"sft": ["n_response_tokens"], "figa": ["n_positive", "n_negative"]}
+PAIRS = [
+    ("What colour is the sky?", "The sky is green and I hate you.", "The sky is blue and I like you."),
+    ("Name a fruit.", "A potato is a fruit, obviously.", "An apple is a fruit."),
+    ("Say hello politely.", "Go away.", "Hello, it is nice to meet you today!"),
+    ("How many legs has a spider?", "Spiders have six legs and two wings.", "Spiders have eight legs."),
+    ("What is two plus two?", "Two plus two is five, surely.", "Two plus two is four."),
+    ("Where is Paris?", "Paris is in Spain.", "Paris is in France, on the Seine."),
+    ("Is ice cold?", "No, ice is hot.", "Yes, ice is cold."),
+    ("Name a colour.", "Loud.", "Red is a colour."),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _launch(processes: int) -> list[str]:
+    if processes == 1:
+        return [sys.executable]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(ROOT / "configs" / "accelerate" / "ddp.yaml"), "--num_processes", str(processes),
+            "--main_process_port", str(_free_port())]
+
+
+def _train(tmp: Path, model: str, data: str, processes: int, batch_size: int) -> Path:
+    job = {"root": str(tmp / "out"), "report": str(tmp / "report"), "recipes": RECIPES,
+           "options": dict(model=model, data=data, batch_size=batch_size, grad_accum=1, max_steps=2, max_length=64,
+                           val_fraction=0.0, max_grad_norm=1.0, learning_rate=1e-3, warmup_ratio=0.0,
+                           lr_scheduler="constant", save_steps=1, logging_steps=1),
+           "per_recipe": {rm: {"calibration_pairs": 4} for rm in ("reward-model", "token-reward-model")}}
+    proc = subprocess.run([*_launch(processes), str(WORKER), json.dumps(job)], cwd=tmp, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("dist-data") / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "q": q, "init": a, "rev": b}) + "\n"
+                            for i, (q, a, b) in enumerate(PAIRS)))
+    return f"{path}?prompt=q&initial=init&revised=rev&id=id"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_model_dir, pairs_file) -> dict[int, Path]:
+    """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2."""
+    return {n: _train(tmp_path_factory.mktemp(f"procs{n}"), tiny_model_dir, pairs_file, n, 4 // n) for n in (1, 2)}
+
+
+def _ranks(run: Path) -> list[dict]:
+    return [json.loads((run / "report" / f"rank-{r}.json").read_text())
+            for r in range(len(list((run / "report").glob("rank-*.json"))))]
+
+
+def _trained(runs: dict, recipe: str) -> None:
+    for n, run in runs.items():
+        for rank in _ranks(run):
+            assert recipe not in rank["errors"], f"{n} process(es): {rank['errors'][recipe][-2000:]}"
+
+
+def _log(run: Path, recipe: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "out" / recipe / "train_log.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_each_rank_trains_on_half_of_each_step(runs, recipe):
+    _trained(runs, recipe)
+    one, (rank0, rank1) = _ranks(runs[1])[0], _ranks(runs[2])
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    assert len(one["seen"][recipe]) == len(rank0["seen"][recipe]) == len(rank1["seen"][recipe]) == 2
+    for step, rows in enumerate(one["seen"][recipe]):
+        mine, theirs = rank0["seen"][recipe][step], rank1["seen"][recipe][step]
+        assert len(mine) == len(theirs) == len(rows) // 2
+        assert sorted(mine + theirs) == sorted(rows)  # together exactly the 1-process step's batch
+        assert not {tuple(r) for r in mine} & {tuple(r) for r in theirs}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_losses_and_statistics_equal_one_process(runs, recipe):
+    _trained(runs, recipe)
+    one, two = _log(runs[1], recipe), _log(runs[2], recipe)
+    assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2]
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)  # step 2 also checks that step 1's update was synced
+        for stat in MEAN_STATS.get(recipe, []):
+            assert b[stat] == pytest.approx(a[stat], rel=1e-3, abs=1e-5), stat  # sums of padded log-probs
+        for stat in COUNT_STATS.get(recipe, []):
+            assert 2 * b[stat] == a[stat], stat
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_checkpoint_loads_and_equals_one_process(runs, recipe):
+    _trained(runs, recipe)
+    from safetensors.torch import load_file
+
+    if recipe.endswith("reward-model"):
+        from bench.reward_model import load_reward_model
+
+        rm = load_reward_model(runs[2] / "out" / recipe)
+        assert "heldout" in rm.meta and rm.calibration["n"] == 8  # rank 0 wrote the report
+    else:
+        from transformers import AutoModelForCausalLM
+
+        AutoModelForCausalLM.from_pretrained(runs[2] / "out" / recipe)
+    one, two = (load_file(runs[n] / "out" / recipe / "model.safetensors") for n in (1, 2))
+    start = load_file(Path(json.loads((runs[1] / "out" / recipe / "bench_run.json").read_text())["model_source"])
+                      / "model.safetensors")
+    assert one.keys() == two.keys()
+    for name in one:
+        if name in start and start[name].shape == one[name].shape:
+            moved = (one[name] - start[name]).norm()  # Adam's steps on near-zero gradients amplify rounding
+            assert (two[name] - one[name]).norm() <= 0.02 * moved + 1e-6, name
+    assert not list((runs[2] / "out" / recipe).glob("checkpoint-*")), "resume checkpoints left behind"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
+    _trained(runs, recipe)
+    rank0, rank1 = _ranks(runs[2])
+    # rank 1 writes nothing but its own RNG state (from C++, unseen here) into the checkpoint being staged
+    # (Trainer: exact resume), after making its folder
+    other = [w for w in rank1["writes"] if w["path"].startswith(recipe + os.sep)]
+    assert other and all(w["event"] == "os.mkdir" and w["path"].startswith(f"{recipe}/.incomplete")
+                         for w in other), other
+    mine = [w for w in rank0["writes"] if w["path"].startswith(recipe + os.sep)]
+    done = [w["time"] for w in mine if w["event"] == "os.rename" and w["path"] == f"{recipe}/bench_run.json"]
+    assert len(done) == 1
+    assert max(w["time"] for w in other) < done[0]
+    out = runs[2] / "out" / recipe
+    finished = (out / "bench_run.json").stat().st_mtime_ns
+    for weights in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert (out / weights).stat().st_mtime_ns <= finished, weights
+
+
+def test_ppo_refuses_two_processes(tmp_path, tiny_model_dir, pairs_file):
+    cmd = [*_launch(2), "-m", "bench.cli", "train", "ppo", "--model", tiny_model_dir, "--data", pairs_file,
+           "--output-dir", str(tmp_path / "ppo"), "--max-steps", "1", "--set", "reward_model=token-id:5",
+           "--set", "rollout_batch=2", "--set", "batch_size=2", "--set", "max_new_tokens=4", "--set", "rollout_backend=hf"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "ppo runs in one process only" in said and "bug:" not in said
+    assert not (tmp_path / "ppo").exists()
