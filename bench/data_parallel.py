@@ -41,6 +41,9 @@ def data_parallel(jobs, ranks: int, prompts, sampling, dataset, chunk, options, 
     are written by the one process that owns it, so resuming works as with one engine."""
     import multiprocessing
 
+    from .procs import lifeline
+
+    lifeline()  # the rank processes (and their engines) end with us, even if we are SIGKILLed
     ctx = multiprocessing.get_context("spawn")  # vLLM and CUDA need fresh processes
     procs = []
     for rank in range(min(ranks, len(jobs))):

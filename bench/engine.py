@@ -143,13 +143,16 @@ class Engine:
                   else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))})
         if seeded_sampling and not on_gpu:
             memory.update(whole_prompt_prefill(max_model_len))
-        from .procs import check_interrupted, lifeline
+        from .procs import check_interrupted, insisting, lifeline
 
         lifeline()  # the engine's processes end with us, even if we are SIGKILLed
         started = time.perf_counter()
-        self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
-                       max_num_seqs=max_num_seqs, seed=seed, enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
-                       tensor_parallel_size=tensor_parallel_size, worker_extension_cls="bench.engine.WeightSwap", **memory)
+        with insisting():  # a Ctrl-C during start-up stops it (vLLM's ready poll used to swallow it)
+            self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
+                           max_num_seqs=max_num_seqs, seed=seed,
+                           enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
+                           tensor_parallel_size=tensor_parallel_size, worker_extension_cls="bench.engine.WeightSwap",
+                           **memory)
         self.start_seconds = time.perf_counter() - started
         try:
             check_interrupted()  # a Ctrl-C during start-up that vLLM swallowed still stops us

@@ -67,22 +67,45 @@ def check_interrupted() -> None:
         raise Interrupted(_received)
 
 
+_insisting = threading.Event()
+
+
 def _nudge(signum, frame) -> None:
-    """The no-op handler of ``NUDGE``: its only effect is to end the main thread's blocking system call."""
+    """The handler of ``NUDGE``: it ends the main thread's blocking system call; inside ``insisting`` it raises
+    the signal that arrived again."""
+    if _insisting.is_set() and _received is not None:
+        raise Interrupted(_received)
 
 
 def _forward(wakeups: socket.socket, main: int) -> None:
-    """Nudge the main thread whenever SIGINT or SIGTERM arrived, until ``wakeups`` is closed."""
+    """Nudge the main thread whenever SIGINT or SIGTERM arrived (inside ``insisting``: every second until it
+    has left that block), until ``wakeups`` is closed."""
+    wakeups.settimeout(None)
     while True:
         try:
             data = wakeups.recv(64)
+        except TimeoutError:
+            data = b"\x00"
         except OSError:
             return
         if not data:
             return
-        if any(b in HANDLED for b in data):
+        if any(b in HANDLED for b in data) or (_insisting.is_set() and _received is not None):
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pthread_kill(main, NUDGE)
+        wakeups.settimeout(1.0 if _insisting.is_set() and _received is not None else None)
+
+
+@contextlib.contextmanager
+def insisting() -> Iterator[None]:
+    """Around library code that swallows ``KeyboardInterrupt`` (vLLM's engine start-up waited out its 600 s
+    ready poll after a Ctrl-C): once a signal has arrived it is raised in the main thread again every second
+    until the block is left."""
+    _insisting.set()
+    try:
+        yield
+    finally:
+        _insisting.clear()
 
 
 @contextlib.contextmanager
@@ -110,6 +133,11 @@ def handle_signals() -> Iterator[None]:
     forwarder.start()
     try:
         yield
+    except KeyboardInterrupt:
+        # what the block's own clean-up left running (vLLM's start-up cut short, a shutdown cut short by a second
+        # signal) ends now, not when the interpreter's exit joins it
+        end([p for p in descendants() if p[0] not in _helpers()])
+        raise
     finally:
         signal.set_wakeup_fd(previous_fd)
         wakeup_w.close()  # ends the forwarder
@@ -192,6 +220,13 @@ def reap() -> None:
 
 
 _watchdog: tuple[int, subprocess.Popen] | None = None
+
+
+def _helpers() -> set[int]:
+    """Our watchdog and multiprocessing's resource tracker: both leave by themselves once we have exited."""
+    from multiprocessing import resource_tracker
+
+    return {_watchdog[1].pid if _watchdog else None, getattr(resource_tracker._resource_tracker, "_pid", None)}
 
 
 def lifeline() -> None:
