@@ -59,7 +59,11 @@ def run(run: RunConfig) -> None:
 
     judge = get(run.judge, **run.judge_options)
     reference = eval_set_side(run.eval_set, run.eval_limit)
-    for name, seed in run.units():
+    from ..console import progress
+
+    units = run.units()
+    for i, (name, seed) in enumerate(units):
+        progress(f"{name}{'' if seed is None else f' seed {seed}'}: answer sets judged", i, len(units))
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
         path = judged_path(run, name, seed)
