@@ -104,7 +104,7 @@ def environment() -> Environment:
     from markupsafe import Markup
 
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters.update(pct=_pct, ci=_ci, p=_p, estimable=estimable, estimable_diff=estimable,
+    env.filters.update(pct=_pct, ci=_ci, p=_p, estimable=estimable,
                        sparkline=lambda pts: Markup(sparkline(pts)))
     env.globals.update(csp=Markup(CSP), wide_rule=WIDE_RULE, too_wide_points=f"{100 * TOO_WIDE:.0f}")
     return env

@@ -364,3 +364,13 @@ def test_report_stage_samples_document_pairs_each_answer_with_its_verdict(tmp_pa
     figa = next(x for x in s["sets"] if x["method"] == "figa")
     assert figa["seed"] == 0 and figa["output"] == [f"figa says {p.id}" for p in prompts]
     assert figa["preference"] == [1.0, 0.5, 0.0, 1.0]  # reversed back into prompt order
+
+
+def test_a_difference_with_a_too_wide_interval_is_not_estimable(tmp_path):
+    v = json.loads(json.dumps(run_verdicts()))
+    h = next(h for h in v["headline"] if h["name"] == "figa - sft")
+    h["win_rate"].update(value=0.01, ci95=[-0.343, 0.362])  # the default run's fg-PPO - PPO
+    page = (site_of(tmp_path, doc(v)) / "index.html").read_text()
+    row = page[page.index(">figa - sft<"):]
+    row = row[:row.index("</tr>")]
+    assert "not estimable" in row and "+1.0 [-34.3, 36.2]" in row
