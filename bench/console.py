@@ -101,7 +101,7 @@ class RunConsole:
         self.live = self.console.is_terminal
         self.bar: Progress | None = None
         self.task = None
-        self.last_plain: dict[str, float] = {}
+        self.last_plain: dict[str, tuple[float, int]] = {}
 
     def __enter__(self):
         global _active
@@ -118,9 +118,9 @@ class RunConsole:
         if self.bar is not None:
             self.bar.update(self.task, description=what, completed=done, total=total, count=f"{done}/{total or '?'}")
             return
-        now = time.monotonic()  # plain output: one line now and then, and at the end of each loop
-        if done == total or now - self.last_plain.get(what, 0) >= 30:
-            self.last_plain[what] = now
+        now, (last_time, last_done) = time.monotonic(), self.last_plain.get(what, (0.0, None))
+        if done != last_done and (done == total or now - last_time >= 30):  # plain: now and then, and at the end
+            self.last_plain[what] = (now, done)
             self.console.print(f"{time.strftime('%H:%M:%S')}   {what}: {done}/{total if total else '?'}",
                                highlight=False, markup=False)
 
