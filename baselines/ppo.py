@@ -84,6 +84,8 @@ class PpoConfig(TrainConfig):
     rollout_backend: str = _help("rollouts through 'vllm' (one engine, weights pushed each iteration), 'hf' "
                                  "generate, or 'auto' (vllm when installed)", "auto")
     rollout_kv_cache_gb: float = _help("KV cache of the rollout engine on CPU (GiB)", 1.0)
+    rollout_gpu_memory_utilization: float = _help("GPU share of the rollout engine (0 = sized at start against "
+                                                  "what PPO holds, bench.rollouts.rollout_gpu_share)", 0.0)
     # Overridden TrainConfig defaults: an iteration is PPO's step; a minibatch is batch_size responses.
     max_steps: int = _help("PPO iterations (-1 = epochs over the prompts)", 20)
     batch_size: int = _help("responses per PPO minibatch (one optimiser step)", 8)
@@ -314,7 +316,8 @@ class Ppo:
         schedule = PromptSchedule(prompts, cfg.seed)
         log_path = out / "ppo_log.jsonl"
         t0 = time.perf_counter()
-        with rollout_engine(cfg, prompts) if first < iterations else contextlib.nullcontext() as engine:
+        states = 0 if optimizer.state else 2 * sum(p.numel() * p.element_size() for p in params)  # AdamW's two moments
+        with rollout_engine(cfg, prompts, states) if first < iterations else contextlib.nullcontext() as engine:
             for it in range(first, iterations):
                 record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
                                         schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it, engine)

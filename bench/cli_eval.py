@@ -127,15 +127,26 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(help="require this key from clients")] = None,
     name: Annotated[Optional[str], typer.Option(help="served model name (default: directory name)")] = None,
     max_model_len: Annotated[Optional[int], typer.Option(help="longest prompt + answer in tokens (default: the model's context, at most 4096)")] = None,
+    tensor_parallel_size: Annotated[int, typer.Option(help="GPUs per engine (CPU: worker processes, cores split)")] = 1,
+    data_parallel_size: Annotated[int, typer.Option(help="engines side by side, requests balanced between them")] = 1,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(
+        help="share of each GPU's memory the server may take (default 0.85; on CPU 0.3 of memory)")] = None,
 ):
     """Serve a checkpoint with vLLM's OpenAI-compatible API until Ctrl-C."""
     from .procs import exit_code
-    from .serve import serve as serve_ctx
+    from .serve import Parallel, serve as serve_ctx
+    from .validate import between, check_option, int_at_least
+
+    for option, value, rule in (("--tensor-parallel-size", tensor_parallel_size, int_at_least(1)),
+                                ("--data-parallel-size", data_parallel_size, int_at_least(1)),
+                                ("--gpu-memory-utilization", gpu_memory_utilization, between(0, 1))):
+        check_option(option, value, rule)
+    parallel = Parallel(tensor_parallel_size, data_parallel_size, gpu_memory_utilization)
 
     # Ctrl-C and SIGTERM stop the server cleanly (fail_cleanly installs both handlers explicitly: a background job
     # of a script inherits SIGINT ignored), then exit 130 / 143.
     try:
-        with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len) as server:
+        with serve_ctx(model, host, port, api_key, name, max_model_len=max_model_len, parallel=parallel) as server:
             console.print(f"[bold green]serving[/] {server.url}  (OpenAI-compatible; Ctrl-C stops)", highlight=False)
             server.wait()
     except KeyboardInterrupt as e:

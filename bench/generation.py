@@ -290,34 +290,89 @@ class _Job:
 
 def generate_evals(jobs: list[tuple[str | None, str, str | Path]], prompts: list[EvalPrompt], backend: str = "auto",
                    sampling: Sampling = Sampling(), dataset: str = "", chunk: int = 256,
-                   backend_options: dict | None = None, allow_template_change: bool = False) -> list[Path]:
+                   backend_options: dict | None = None, allow_template_change: bool = False, engine=None) -> list[Path]:
     """Generate answers for every (generator, checkpoint, out_dir) job; returns the out_dirs.
 
     With vLLM, one engine is started per group of checkpoints that share an ``engine_key`` and each
     checkpoint's weights are swapped into it; the engine is shut down when its group is done, also on
-    errors. Finished rows are reused, so a re-run after a kill generates only what is missing.
+    errors. A caller that generates again and again (a sweep) passes its own ``engine``, which is used for
+    every job and left running. Finished rows are reused, so a re-run after a kill generates only what is missing.
     """
     name = backend_name(backend)
+    backend_options = dict(backend_options or {})
+    ranks = backend_options.pop("data_parallel_size", 1)
     plans = [_Job(g, m, o, prompts, name, sampling, allow_template_change) for g, m, o in jobs]
     pending = [j for j in plans if j.todo]
     for j in plans:
         log.info("[generate] %s: %d of %d prompts already generated; %d to go (backend %s)", j.generator,
                  len(prompts) - len(j.todo), len(prompts), len(j.todo), name)
-    if name == "vllm":
+    if name == "vllm" and engine is not None:
+        for j in pending:
+            j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)
+    elif name == "vllm" and ranks > 1 and len(pending) > 1:
+        data_parallel([(j.generator, j.model_dir, j.out) for j in pending], ranks, prompts, sampling, dataset, chunk,
+                      backend_options, allow_template_change)
+        return [j.out if j.todo else j.finish(name, dataset) for j in plans]
+    elif name == "vllm":
         from .engine import Engine, engine_key
 
         groups: dict[str, list[_Job]] = {}
         for j in pending:
             groups.setdefault(engine_key(j.model_dir, j.tokenizer), []).append(j)
         for group in groups.values():
-            with Engine(group[0].model_dir, **{"seeded_sampling": sampling.temperature > 0, **(backend_options or {})}) as engine:
+            with Engine(group[0].model_dir, **{"seeded_sampling": sampling.temperature > 0, **backend_options}) as engine:
                 for j in group:
                     j.engine_start = round(engine.start_seconds, 2)
                     j.run(make_backend(name, j.model_dir, j.tokenizer, engine=engine), name, dataset, chunk)
     else:
         for j in pending:
-            j.run(make_backend(name, j.model_dir, j.tokenizer, **(backend_options or {})), name, dataset, chunk)
+            j.run(make_backend(name, j.model_dir, j.tokenizer, **backend_options), name, dataset, chunk)
     return [j.finish(name, dataset) for j in plans]
+
+
+def rank_env(rank: int, ranks: int, tensor_parallel_size: int) -> dict[str, str]:
+    """The devices of data-parallel rank ``rank``: its ``tensor_parallel_size`` GPUs, or on CPU its share of the
+    cores (its slice of the binding for all ``ranks x tensor_parallel_size`` worker processes)."""
+    import torch
+
+    from .engine import cpu_binding
+
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+        if len(devices) < ranks * tensor_parallel_size:
+            raise ValueError(f"data_parallel_size {ranks} x tensor_parallel_size {tensor_parallel_size} needs "
+                             f"{ranks * tensor_parallel_size} GPUs; {len(devices)} visible")
+        return {"CUDA_VISIBLE_DEVICES": ",".join(devices[rank * tensor_parallel_size:(rank + 1) * tensor_parallel_size])}
+    lists = cpu_binding(list(os.sched_getaffinity(0)), ranks * tensor_parallel_size).split("|")
+    return {"VLLM_CPU_OMP_THREADS_BIND": "|".join(lists[rank * tensor_parallel_size:(rank + 1) * tensor_parallel_size])}
+
+
+def _rank_main(env: dict, *args) -> None:
+    os.environ.update(env)  # before vLLM (and bench.engine) read it in this fresh process
+    generate_evals(*args)
+
+
+def data_parallel(jobs, ranks: int, prompts, sampling, dataset, chunk, options, allow_template_change) -> None:
+    """Data parallelism for the offline engine, which vLLM does not offer in one process: ``ranks`` processes,
+    each with its own devices and engine, the checkpoints dealt round-robin between them. Each checkpoint's rows
+    are written by the one process that owns it, so resuming works as with one engine."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # vLLM and CUDA need fresh processes
+    procs = []
+    for rank in range(min(ranks, len(jobs))):
+        env = rank_env(rank, ranks, options.get("tensor_parallel_size", 1))
+        args = (jobs[rank::ranks], prompts, "vllm", sampling, dataset, chunk, options, allow_template_change)
+        log.info("[generate] data-parallel rank %d/%d (%s): %d checkpoints", rank, ranks, env, len(args[0]))
+        procs.append(ctx.Process(target=_rank_main, args=(env, *args), name=f"bench-generate-dp{rank}"))
+        procs[-1].start()
+    for p in procs:
+        p.join()
+    failed = [f"{p.name} (exit code {p.exitcode})" for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"data-parallel generation failed in {', '.join(failed)}; its log is above; "
+                           "re-running resumes the finished rows")
 
 
 def generate_eval(model: str, prompts: list[EvalPrompt], out_dir: str | Path, backend: str = "auto",

@@ -16,8 +16,9 @@ second before ``bench`` was SIGKILLed is not yet recorded: that is the gap.
 **Signals.** ``handle_signals`` installs the same handler for SIGINT and SIGTERM explicitly (a job started in
 the background of a script inherits SIGINT *ignored*, and Python keeps it so); the handler raises
 ``Interrupted``, a ``KeyboardInterrupt``, so ``with`` blocks shut down what they started and release their
-locks, and the CLI exits 128 + the signal (130, 143). The signal is also remembered: ``check_interrupted``
-raises it again where library code (vLLM's start-up) may have swallowed the exception.
+locks, and the CLI exits 128 + the signal (130, 143). A signal that lands on another thread while the main
+thread waits in C (vLLM's start-up) is forwarded to it (``handle_signals``), and it is remembered:
+``check_interrupted`` raises it again where library code may have swallowed the exception.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +38,7 @@ from pathlib import Path
 log = logging.getLogger("bench.procs")
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+NUDGE = signal.SIGUSR2  # sent by us to our own main thread only (see handle_signals)
 WATCH_INTERVAL = 0.5  # seconds between two records of the process tree
 GRACE = 3.0  # seconds between SIGTERM and SIGKILL when ending left-over processes
 
@@ -64,19 +67,54 @@ def check_interrupted() -> None:
         raise Interrupted(_received)
 
 
+def _nudge(signum, frame) -> None:
+    """The no-op handler of ``NUDGE``: its only effect is to end the main thread's blocking system call."""
+
+
+def _forward(wakeups: socket.socket, main: int) -> None:
+    """Nudge the main thread whenever SIGINT or SIGTERM arrived, until ``wakeups`` is closed."""
+    while True:
+        try:
+            data = wakeups.recv(64)
+        except OSError:
+            return
+        if not data:
+            return
+        if any(b in HANDLED for b in data):
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pthread_kill(main, NUDGE)
+
+
 @contextlib.contextmanager
 def handle_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``Interrupted`` inside the block (handlers installed explicitly, the previous
-    ones restored after). Wrap a command's body in it; outside the main thread it does nothing."""
+    ones restored after). Wrap a command's body in it; outside the main thread it does nothing.
+
+    Python runs a handler in the main thread only, once that thread runs Python again; the kernel may hand
+    the signal to any thread (vLLM's start-up leaves the main thread in a 600 s ``zmq_poll`` while ZeroMQ's
+    threads take the signal: a Ctrl-C was lost there). So a helper thread reads the signal module's wakeup
+    fd and sends the main thread ``NUDGE``, whose no-op handler interrupts the system call; Python then runs
+    the pending SIGINT/SIGTERM handler at once."""
     global _received
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _received = None
     previous = {s: signal.signal(s, _raise) for s in HANDLED}
+    previous[NUDGE] = signal.signal(NUDGE, _nudge)
+    wakeups, wakeup_w = socket.socketpair()
+    wakeup_w.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
+    forwarder = threading.Thread(target=_forward, args=(wakeups, threading.get_ident()), daemon=True,
+                                 name="bench-signals")
+    forwarder.start()
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous_fd)
+        wakeup_w.close()  # ends the forwarder
+        forwarder.join()
+        wakeups.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -71,9 +71,31 @@ def policy_weights(lm) -> dict[str, torch.Tensor]:
     return state
 
 
+UPDATE_MARGIN = 0.1  # of the GPU, kept free for the PPO update's activations when the engine is sized at start
+
+
+def rollout_gpu_share(cfg, optimizer_bytes: int) -> float | None:
+    """The rollout engine's share of the GPU (None on CPU): ``rollout_gpu_memory_utilization`` if set, else sized
+    against what PPO already holds: the memory free now (policy, reference, value head and reward model loaded)
+    less the optimiser states still to come (``optimizer_bytes``, 0 on resume) and ``UPDATE_MARGIN``. A blind
+    0.85 asks vLLM for memory the trainer already uses, and vLLM refuses to start."""
+    if not torch.cuda.is_available():
+        return None
+    if cfg.rollout_gpu_memory_utilization:
+        return cfg.rollout_gpu_memory_utilization
+    free, total = torch.cuda.mem_get_info()
+    share = (free - optimizer_bytes) / total - UPDATE_MARGIN
+    if share < 0.05:
+        raise ValueError(f"the PPO rollout engine would get {max(share, 0):.0%} of the GPU after the policy, its "
+                         f"reference and optimiser ({(total - free + optimizer_bytes) / 2**30:.1f} of {total / 2**30:.1f}"
+                         " GiB); use LoRA, a smaller model, or rollout_backend: hf")
+    return round(share, 3)
+
+
 @contextlib.contextmanager
-def rollout_engine(cfg, prompts):
-    """The vLLM engine rollouts go through (None with HF rollouts); shut down when training ends."""
+def rollout_engine(cfg, prompts, optimizer_bytes: int = 0):
+    """The vLLM engine rollouts go through (None with HF rollouts); shut down when training ends.
+    ``optimizer_bytes``: optimiser state the update will still allocate (see ``rollout_gpu_share``)."""
     from .generation import backend_name
 
     if backend_name(cfg.rollout_backend) != "vllm":
@@ -83,5 +105,6 @@ def rollout_engine(cfg, prompts):
 
     longest = max(len(ids) for _, ids in prompts)
     with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
-                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed, seeded_sampling=True) as engine:
+                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed, seeded_sampling=True,
+                gpu_memory_utilization=rollout_gpu_share(cfg, optimizer_bytes)) as engine:
         yield engine

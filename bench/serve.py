@@ -38,17 +38,34 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Parallel:
+    """How a server spreads over the hardware: GPUs per engine (CPU: worker processes, the cores split between
+    them), engines side by side, and each GPU's memory share (None: 0.85 on GPUs, 0.3 of memory on CPU)."""
+
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+
+    def args(self, on_gpu: bool) -> list[str]:
+        share = self.gpu_memory_utilization or (0.85 if on_gpu else 0.3)
+        return ["--tensor-parallel-size", str(self.tensor_parallel_size), "--data-parallel-size",
+                str(self.data_parallel_size), "--gpu-memory-utilization", str(share)]
+
+
 def server_command(model_dir: str, host: str, port: int, name: str, api_key: str | None, max_model_len: int,
-                   extra: list[str] | None = None) -> list[str]:
+                   extra: list[str] | None = None, parallel: Parallel = Parallel()) -> list[str]:
     import torch
 
     from .engine import whole_prompt_prefill
 
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
            "--served-model-name", name, "--host", host, "--port", str(port), "--max-model-len", str(max_model_len)]
-    if not torch.cuda.is_available():
+    on_gpu = torch.cuda.is_available()
+    cmd += parallel.args(on_gpu)
+    if not on_gpu:
         # fp32 (bf16 is ~400x slower without AVX512-BF16); eager mode starts in ~50 s instead of ~145 s.
-        cmd += ["--dtype", "float32", "--gpu-memory-utilization", "0.3", "--enforce-eager"]
+        cmd += ["--dtype", "float32", "--enforce-eager"]
         # clients (judges) sample with seeds, which crashes chunked prefill on CPU: see whole_prompt_prefill
         tokens = whole_prompt_prefill(max_model_len)["max_num_batched_tokens"]
         cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(tokens)]
@@ -174,7 +191,8 @@ class Server:
 @contextlib.contextmanager
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           name: str | None = None, startup_timeout: float = 600, log_path: str | Path | None = None,
-          extra: list[str] | None = None, max_model_len: int | None = None) -> Iterator[Server]:
+          extra: list[str] | None = None, max_model_len: int | None = None,
+          parallel: Parallel = Parallel()) -> Iterator[Server]:
     """Start the server, wait until it serves, yield it (``.url`` is ``http://host:port/v1``), stop it on exit.
 
     ``max_model_len`` defaults to the model's own context, at most ``MAX_MODEL_LEN``."""
@@ -189,14 +207,14 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | 
     model_dir = resolve(model)
     name = name or Path(model_dir).name
     port = port or free_port(host)
-    cpu_vllm_env()
+    cpu_vllm_env(parallel.tensor_parallel_size * parallel.data_parallel_size)
     log_path = Path(log_path or tempfile.mkstemp(prefix="bench-serve-", suffix=".log")[1])
     if max_model_len is None:
         from transformers import AutoConfig
 
         context = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
         max_model_len = min(MAX_MODEL_LEN, context or MAX_MODEL_LEN)
-    cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra)
+    cmd = server_command(model_dir, host, port, name, api_key, max_model_len, extra=extra, parallel=parallel)
     log.info("starting: %s (log: %s)", " ".join(cmd), log_path)
     from .procs import lifeline
 

@@ -46,6 +46,10 @@ def between(lo, hi, hi_open=False):
         f"a number from {lo} to {hi}" + (" (exclusive)" if hi_open else "")
 
 
+def fraction():
+    return (lambda v: _num(v) and 0 < v <= 1), "a number > 0 and at most 1"
+
+
 # Ranges of the options every recipe shares (TrainConfig) and of the recipes' own options; a field not
 # listed here is still checked for a finite value when it is a number.
 TRAIN_RULES = {
@@ -86,6 +90,7 @@ TRAIN_RULES = {
     "forward_batch_size": int_at_least(1),
     "eval_pairs": int_at_least(0),
     "calibration_pairs": int_at_least(0),
+    "rollout_gpu_memory_utilization": between(0, 1),
 }
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
@@ -351,6 +356,13 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("suite_all_seeds", isinstance(run.suite_all_seeds, bool), "true or false")
     need("allow_unvalidated_judge", isinstance(run.allow_unvalidated_judge, bool), "true or false")
     need("allow_template_change", isinstance(run.allow_template_change, bool), "true or false")
+    for key, (ok, accepted) in PARALLEL_RULES.items():
+        need(key, getattr(run, key) is None and key == "gpu_memory_utilization" or ok(getattr(run, key)), accepted)
+
+
+# vLLM's sizes (run config fields, bench serve options, a served judge's options)
+PARALLEL_RULES = {"tensor_parallel_size": int_at_least(1), "data_parallel_size": int_at_least(1),
+                  "gpu_memory_utilization": fraction()}
 
 
 def check_recipe_configs(configs: list[tuple[str, object, list]], model: str) -> None:
@@ -364,7 +376,7 @@ def check_generate_options(model: str, eval_set: str, output_dir, backend: str, 
     """``bench generate`` / ``bench eval`` before any model loads: the model, the eval set, the backend, a
     writable output directory and the sampling numbers (``limit`` etc. as their ``--option`` names)."""
     rules = {"limit": int_at_least(1), "max_new_tokens": int_at_least(1), "temperature": at_least(0),
-             "top_p": ((lambda v: _num(v) and 0 < v <= 1), "a number > 0 and at most 1"), "max_num_seqs": int_at_least(1), "batch_size": int_at_least(1), "seed": int_at_least(0)}
+             "top_p": fraction(), "max_num_seqs": int_at_least(1), "batch_size": int_at_least(1), "seed": int_at_least(0)}
     for key, value in numbers.items():
         check_option(f"--{key.replace('_', '-')}", value, rules[key])
     if backend not in GENERATION_BACKENDS:

@@ -2,6 +2,7 @@
 (JSON in argv[1]) through ``bench.api.train`` and writes what this rank saw and did to ``<report>/rank-R.json``:
 
 - ``world_size``: the world size the rank ran in;
+- ``errors``: per recipe that raised, its traceback (the other recipes still run);
 - ``seen``: per recipe, the token rows each training forward pass received, in order;
 - ``writes``: every file this rank opened for writing, renamed, removed or created a directory for under the
   job's output root (Python's audit hooks; safetensors writes from Rust are not seen, the config.json and
@@ -14,6 +15,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -42,7 +44,7 @@ def main() -> None:
     sys.addaudithook(audit)
 
     import bench
-    from bench import distributed, training
+    from bench import training
 
     seen: dict[str, list] = {}
     original = training._RecipeTrainer.compute_loss
@@ -54,13 +56,17 @@ def main() -> None:
         return original(self, model, inputs, *args, **kwargs)
 
     training._RecipeTrainer.compute_loss = recording
+    errors = {}
     for recipe in job["recipes"]:
         options = {**job["options"], **job.get("per_recipe", {}).get(recipe, {})}
-        bench.train(recipe, output_dir=str(Path(root) / recipe), **options)
+        try:
+            bench.train(recipe, output_dir=str(Path(root) / recipe), **options)
+        except Exception:
+            errors[recipe] = traceback.format_exc()
     report = Path(job["report"])
     report.mkdir(parents=True, exist_ok=True)
-    (report / f"rank-{distributed.rank()}.json").write_text(json.dumps(
-        {"world_size": distributed.world_size(), "seen": seen, "writes": writes}))
+    (report / f"rank-{os.environ.get('RANK', '0')}.json").write_text(json.dumps(
+        {"world_size": int(os.environ.get("WORLD_SIZE", "1")), "errors": errors, "seen": seen, "writes": writes}))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ RECIPES = ["sft", "figa", "dpo", "reward-model", "token-reward-model"]
 # 1-process value only if they are reduced across ranks (rank 0's alone differ).
 MEAN_STATS = {"dpo": ["reward_margin", "reward_chosen"], "reward-model": ["margin"],
               "token-reward-model": ["loss_pairwise"]}
+# Counts per micro-batch (logged as their mean over the window's micro-batches): over 2 ranks' halves, twice
+# the mean is the 1-process batch's count.
+COUNT_STATS = {"sft": ["n_response_tokens"], "figa": ["n_positive", "n_negative"]}
 PAIRS = [
     ("What colour is the sky?", "The sky is green and I hate you.", "The sky is blue and I like you."),
     ("Name a fruit.", "A potato is a fruit, obviously.", "An apple is a fruit."),
@@ -89,6 +92,12 @@ def _ranks(run: Path) -> list[dict]:
             for r in range(len(list((run / "report").glob("rank-*.json"))))]
 
 
+def _trained(runs: dict, recipe: str) -> None:
+    for n, run in runs.items():
+        for rank in _ranks(run):
+            assert recipe not in rank["errors"], f"{n} process(es): {rank['errors'][recipe][-2000:]}"
+
+
 def _log(run: Path, recipe: str) -> list[dict]:
     rows = [json.loads(line) for line in (run / "out" / recipe / "train_log.jsonl").read_text().splitlines()]
     return [r for r in rows if "loss" in r]
@@ -96,6 +105,7 @@ def _log(run: Path, recipe: str) -> list[dict]:
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_each_rank_trains_on_half_of_each_step(runs, recipe):
+    _trained(runs, recipe)
     one, (rank0, rank1) = _ranks(runs[1])[0], _ranks(runs[2])
     assert rank0["world_size"] == rank1["world_size"] == 2
     assert len(one["seen"][recipe]) == len(rank0["seen"][recipe]) == len(rank1["seen"][recipe]) == 2
@@ -108,16 +118,20 @@ def test_each_rank_trains_on_half_of_each_step(runs, recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_losses_and_statistics_equal_one_process(runs, recipe):
+    _trained(runs, recipe)
     one, two = _log(runs[1], recipe), _log(runs[2], recipe)
     assert [r["step"] for r in one] == [r["step"] for r in two] == [1, 2]
     for a, b in zip(one, two):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)  # step 2 also checks that step 1's update was synced
         for stat in MEAN_STATS.get(recipe, []):
             assert b[stat] == pytest.approx(a[stat], rel=1e-3, abs=1e-5), stat  # sums of padded log-probs
+        for stat in COUNT_STATS.get(recipe, []):
+            assert 2 * b[stat] == a[stat], stat
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_checkpoint_loads_and_equals_one_process(runs, recipe):
+    _trained(runs, recipe)
     from safetensors.torch import load_file
 
     if recipe.endswith("reward-model"):
@@ -142,6 +156,7 @@ def test_checkpoint_loads_and_equals_one_process(runs, recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
+    _trained(runs, recipe)
     rank0, rank1 = _ranks(runs[2])
     # rank 1 writes nothing but its own RNG state (from C++, unseen here) into the checkpoint being staged
     # (Trainer: exact resume), after making its folder

@@ -59,6 +59,7 @@ class ScriptedEndpoint:
 
     def __init__(self):
         self.mode, self.posts, self.fail_after = "ok", 0, None
+        self.stop_after, self.stop = None, threading.Event()  # sets ``stop`` (the build's signal hook) after N answers
         endpoint = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,6 +86,8 @@ class ScriptedEndpoint:
                 if mode == "empty":
                     return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
                                                        "model": "scripted", "choices": []}).encode())
+                if endpoint.stop_after is not None and endpoint.posts >= endpoint.stop_after:
+                    endpoint.stop.set()
                 text = request["messages"][0]["content"]
                 answer = text.split("\n\nWrite only", 1)[0].rsplit(":\n", 1)[-1]  # the last field: the answer
                 revised = answer.replace("Germany", "France").replace("bad", "good") + " Thanks."
@@ -134,6 +137,15 @@ def test_resume_after_an_interruption_asks_only_for_the_missing_items(endpoint, 
     endpoint.posts = 0
     reviser(tmp_path, endpoint.url).revise(items(8))
     assert endpoint.posts == 0  # all cached: nothing asked
+
+
+def test_the_stop_hook_sends_nothing_new_and_a_rerun_asks_only_the_rest(endpoint, tmp_path):
+    endpoint.stop_after = 2  # as a SIGTERM handler would, the stop event is set while the second answer is made
+    got = reviser(tmp_path, endpoint.url).revise(items(8), stop=endpoint.stop)
+    assert endpoint.posts == 2 and sum(g is not None for g in got) == 2
+    endpoint.stop_after, endpoint.posts = None, 0
+    assert None not in reviser(tmp_path, endpoint.url).revise(items(8))
+    assert endpoint.posts == 6
 
 
 def test_a_new_template_version_is_asked_again(endpoint, tmp_path):

@@ -49,12 +49,13 @@ class _Steps:
     def __init__(self, stop: threading.Event | None):
         self.counts, self.seconds, self.stop, self.t = {}, {}, stop, time.perf_counter()
 
-    def done(self, step: str, count: int, counted_as: str | None = None) -> None:
+    def done(self, step: str, count: int | None = None, counted_as: str | None = None) -> None:
         now = time.perf_counter()
         self.seconds[step] = self.seconds.get(step, 0.0) + now - self.t
-        self.counts[counted_as or step] = count
+        if count is not None:
+            self.counts[counted_as or step] = count
         self.t = now
-        log.info("[%s] %d (%.1f s)", step, count, self.seconds[step])
+        log.info("[%s] %s(%.1f s)", step, "" if count is None else f"{count} ", self.seconds[step])
         if self.stop is not None and self.stop.is_set():
             raise KeyboardInterrupt
 
@@ -165,7 +166,7 @@ def build(cfg: SpaConfig, stop: threading.Event | None = None) -> dict:
     write_jsonl(out / "pairs.jsonl", pairs)
     files = {"data": str(out / name), "pairs": str(out / "pairs.jsonl"),
              "data_spec": f"spa:{out / name}" if cfg.mode == "spa" else str(out / name)}
-    steps.done("write", len(kept))
+    steps.done("write")
     doc = report(steps.counts, pairs, steps.seconds, dataclasses.asdict(cfg), files)
     doc["reviser"], doc["scorer"] = reviser.identity(), {"spec": cfg.scorer, **scorer.identity}
     atomic_write_json(out / "report.json", doc)

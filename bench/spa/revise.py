@@ -73,6 +73,7 @@ class Reviser:
         self.cache = Cache("revisions", root=cache_root)
         self.base_url, self.client = None, None
         self.requests = 0  # sent to the endpoint by this object (the tests count them)
+        self._abort = threading.Event()  # set when the build stops: in-flight items stop retrying
 
     def connect(self, base_url: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 300.0) -> "Reviser":
         """Use this endpoint; without a model name, the first model it lists (the one ``bench serve`` serves)."""
@@ -103,11 +104,12 @@ class Reviser:
                 why = f"unreachable or failing ({type(e).__name__}: {e})"
             except (openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as e:
                 why = f"answered garbage ({type(e).__name__}: {str(e)[:120]})"
-            if attempt < self.retries:
-                log.warning("reviser endpoint %s %s; retry %d in %.1f s", self.base_url, why, attempt + 1, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
-        raise EndpointError(f"reviser endpoint {self.base_url} {why} after {self.retries + 1} attempts, at item "
+            if attempt == self.retries or self._abort.is_set():
+                break
+            log.warning("reviser endpoint %s %s; retry %d in %.1f s", self.base_url, why, attempt + 1, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+        raise EndpointError(f"reviser endpoint {self.base_url} {why} after {attempt + 1} attempts, at item "
                             f"{item}; is the server up? (`bench serve MODEL` starts one; without --base-url the "
                             "build serves --reviser-model itself)")
 
@@ -164,8 +166,14 @@ class Reviser:
             self.cache.put(keys[i], answer)  # at once: a kill loses at most the requests in flight
             done[keys[i]] = answer
 
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = [pool.submit(one, i) for i in todo]
-        for f in futures:
-            f.result()  # the first endpoint error, after the pool has drained
+        self._abort = abort
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            for f in [pool.submit(one, i) for i in todo]:
+                f.result()  # the main thread waits here, where Ctrl-C reaches it
+        except BaseException:
+            abort.set()  # an endpoint error or an interrupt: queued items are dropped, nobody retries
+            raise
+        finally:
+            pool.shutdown(wait=not abort.is_set(), cancel_futures=True)
         return [done.get(k) for k in keys]

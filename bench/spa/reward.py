@@ -2,7 +2,8 @@
 
 A scorer is either a validated judge against the prompt's reference answer (``judge:mimic-gpt4``: the
 score is the judge's probability that the answer beats the reference, so answers of different prompts are
-on one scale) or a trained reward model (``rm:PATH``, ``bench.reward_model``: its summed reward). The same
+on one scale; mimic-gpt4's probability itself, not its 0/1 verdict, so that quantiles and gains are not ties)
+or a trained reward model (``rm:PATH``, ``bench.reward_model``: its summed reward). The same
 scorer later scores the revisions, so the filter's "score gain" compares like with like. Scores are cached by
 content (scorer identity, prompt, answer, reference) in the build's directory: a re-run scores nothing twice.
 """
@@ -46,7 +47,7 @@ class Scorer:
         self.cache = Cache("scores", root=cache_root)
 
     def score(self, prompts: list, answers: list[str], references: list[str | None]) -> list[float | None]:
-        keys = [content_key("spa-score", self.identity, p, a, r if self.needs_reference else None)
+        keys = [content_key("spa-score/2", self.identity, p, a, r if self.needs_reference else None)
                 for p, a, r in zip(prompts, answers, references)]
         known = self.cache.get_many(keys)
         todo = [i for i, k in enumerate(keys) if k not in known
@@ -59,8 +60,8 @@ class Scorer:
         return [known.get(k) for k in keys]
 
     def _compute(self, prompts, answers, references) -> list[float]:
-        if self.judge is not None:
-            return [float(v.preference) if v.preference is not None else None
+        if self.judge is not None:  # the judge's own probability where it gives one (mimic-gpt4's "p"), not its 0/1
+            return [float(v.detail.get("p", v.preference)) if v.preference is not None else None
                     for v in self.judge.compare(prompts, answers, references)]
         return [float(s) for s in self.rm.score(prompts, answers)]
 

@@ -41,6 +41,11 @@ class RunConfig:
     eval_limit: int = 100
     max_new_tokens: int = 192
     generation_backend: str = "auto"
+    # vLLM on real hardware (generate stage): GPUs per engine (CPU: worker processes, the cores split between
+    # them), engines side by side (checkpoints dealt between them), each GPU's memory share (null: 0.85)
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
     judge: str = DEFAULT_JUDGE
     judge_options: dict = field(default_factory=dict)
     allow_unvalidated_judge: bool = False  # judge with a judge whose card fails (its numbers are marked so)

@@ -69,4 +69,16 @@ def run(run: RunConfig) -> None:
             for policy, seed in run.units() if policy not in run.controls_named()]
     log.info("[generate] %d checkpoints on %d %s prompts", len(jobs), len(prompts), run.eval_set)
     generate_evals(jobs, prompts, run.generation_backend, Sampling(max_new_tokens=run.max_new_tokens),
-                   dataset=run.eval_set, allow_template_change=run.allow_template_change)
+                   dataset=run.eval_set, backend_options=engine_options(run),
+                   allow_template_change=run.allow_template_change)
+
+
+def engine_options(run: RunConfig) -> dict:
+    """The vLLM engine's sizes (HF ``generate`` ignores them); they change speed, not answers, so they are not
+    in ``DEPENDS``."""
+    from ..generation import backend_name
+
+    if backend_name(run.generation_backend) != "vllm":
+        return {}
+    share = {"gpu_memory_utilization": run.gpu_memory_utilization} if run.gpu_memory_utilization else {}
+    return {"tensor_parallel_size": run.tensor_parallel_size, "data_parallel_size": run.data_parallel_size, **share}

