@@ -143,6 +143,10 @@ class RunConsole:
         try:
             with tee, self._bar(stage):
                 yield
+        except KeyboardInterrupt:  # a signal (bench.procs raises them as interrupts): the user knows why
+            self.console.print(f"{time.strftime('%H:%M:%S')} ■ {stage} interrupted after "
+                               f"{time.perf_counter() - t0:.0f} s (log: {log_path})", highlight=False, markup=False)
+            raise
         except BaseException as e:
             lines = b"".join(tee.tail).decode(errors="replace").rstrip()
             self.console.print(f"{time.strftime('%H:%M:%S')} ✗ {stage} failed after {time.perf_counter() - t0:.0f} s "
