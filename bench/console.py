@@ -77,6 +77,12 @@ class _Tee:
         self.log.close()
 
 
+def _as_shown(line: bytes) -> str:
+    """A log line as a terminal shows it: a progress bar redrawn with carriage returns is its last state."""
+    parts = [p for p in line.rstrip(b"\n").split(b"\r") if p.strip()]
+    return parts[-1].decode(errors="replace") if parts else ""
+
+
 class _ToConsole(logging.Handler):
     """bench's own INFO messages (the one-line step summaries) as plain lines on the run console."""
 
@@ -148,7 +154,7 @@ class RunConsole:
                                f"{time.perf_counter() - t0:.0f} s (log: {log_path})", highlight=False, markup=False)
             raise
         except BaseException as e:
-            lines = b"".join(tee.tail).decode(errors="replace").rstrip()
+            lines = "\n".join(_as_shown(line) for line in tee.tail).rstrip()
             self.console.print(f"{time.strftime('%H:%M:%S')} ✗ {stage} failed after {time.perf_counter() - t0:.0f} s "
                                f"({type(e).__name__}); last lines of {log_path}:", style="bold red", highlight=False,
                                markup=False)

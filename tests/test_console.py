@@ -42,6 +42,7 @@ class NoisyStage:
         progress("noisy: items", 3, 3)  # reported again (a trainer's final log): not printed twice
         logging.getLogger("bench.run").info("[noisy] figa seed 0: 3 items")
         if self.fail:
+            os.write(2, b"\r  0%|          | 0/2\r 50%|#####     | 1/2\r100%|##########| 2/2\n")
             os.write(2, b"RuntimeError: the engine died (details here)\n")
             raise RuntimeError("stage failed")
         (run.dir / "out.txt").write_text("done")
@@ -79,6 +80,7 @@ def test_a_failing_stage_shows_the_end_of_its_log(noisy_run, monkeypatch):
     shown = out.getvalue()
     assert "✗ noisy failed" in shown and "logs/noisy.log" in shown
     assert "RuntimeError: the engine died (details here)" in shown  # the cause is on screen
+    assert "100%|##########| 2/2" in shown and "50%|" not in shown  # a redrawn bar: its last state only
     assert "\x1b[" not in shown
     os.write(2, b"")  # file descriptors 1 and 2 are back where they were
     assert os.fstat(2) and not (noisy_run.dir / "stages" / "noisy.running").exists()
