@@ -103,7 +103,7 @@ class RunConsole:
         self.verbose = verbose
         self.terminal_fd = os.dup(2)  # the terminal, kept while fd 2 goes to a log
         out = file or os.fdopen(self.terminal_fd, "w", buffering=1, closefd=False)
-        self.console = Console(file=out, highlight=False)
+        self.console = Console(file=out, highlight=False, soft_wrap=True)  # a long path stays on one line
         self.live = self.console.is_terminal
         self.bar: Progress | None = None
         self.task = None
