@@ -63,7 +63,7 @@ def run(run: RunConfig) -> None:
 
     units = run.units()
     for i, (name, seed) in enumerate(units):
-        progress(f"{name}{'' if seed is None else f' seed {seed}'}: answer sets judged", i, len(units))
+        progress(f"answer sets judged (now {name}{'' if seed is None else f' seed {seed}'})", i, len(units))
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
         path = judged_path(run, name, seed)
