@@ -119,25 +119,26 @@ def curves(m: dict) -> dict[str, list]:
 def run_plots(run: dict) -> list[dict]:
     """The run page's figures: win rate vs length, reward vs KL (PPO), benchmarks, loss curves."""
     rows, out = run["rows"], []
+    colours = plots.colour_map([r["name"] for r in rows])
     pts = [{"label": r["name"], "x": r["avg_length"], "y": 100 * r["win"],
             **({"lo": 100 * r["win_ci"][0], "hi": 100 * r["win_ci"][1]} if r.get("win_ci") else {})}
            for r in rows if r["win"] is not None and r.get("avg_length") is not None]
     out.append({"svg": plots.points(pts, "average answer length (characters)", "win rate vs reference (%)",
-                                    "Win rate vs average length"),
+                                    "Win rate vs average length", colours),
                 "caption": "Each method's win rate (95% interval) against its answers' mean length: a judge that "
                            "reads length puts these on a rising line."})
     ppo = {name: list(zip(c["kl"], c["reward_mean"])) for name, m in run["methods"].items()
            if {"kl", "reward_mean"} <= set(c := curves(m))}
     out.append({"svg": plots.lines({n: [[a[1], b[1]] for a, b in v] for n, v in ppo.items()},
-                                   UNITS["kl"], UNITS["reward_mean"], "PPO: reward vs KL over iterations"),
+                                   UNITS["kl"], UNITS["reward_mean"], "PPO: reward vs KL over iterations", colours),
                 "caption": "Each PPO method's mean reward against its KL to the reference model, one point per iteration."})
     metrics = [s for s in run["suite_cols"] if s not in HIDDEN_SUITE]
     out.append({"svg": plots.bars({k: [{"label": r["name"], "value": (r["suite"].get(k) or {}).get("value"),
                                         "err": (r["suite"].get(k) or {}).get("stderr")} for r in rows] for k in metrics},
-                                  "score (%)", "Benchmarks (± standard error)"),
+                                  "score (%)", "Benchmarks (± standard error)", colours),
                 "caption": "lm-eval scores in % with their standard errors."})
     loss = {name: c["loss"] for name, m in run["methods"].items() if "loss" in (c := curves(m))}
-    out.append({"svg": plots.lines(loss, "optimiser step", UNITS["loss"], "Training loss"),
+    out.append({"svg": plots.lines(loss, "optimiser step", UNITS["loss"], "Training loss", colours),
                 "caption": "Training loss per logged step (each method's own objective: not comparable across methods)."})
     return [p for p in out if p["svg"]]
 
