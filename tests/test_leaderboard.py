@@ -374,3 +374,12 @@ def test_a_difference_with_a_too_wide_interval_is_not_estimable(tmp_path):
     row = page[page.index(">figa - sft<"):]
     row = row[:row.index("</tr>")]
     assert "not estimable" in row and "+1.0 [-34.3, 36.2]" in row
+
+
+def test_plot_axes_have_round_ticks_and_labels():
+    from leaderboard.plots import lines, ticks
+
+    assert ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0] and ticks(3, 97)[0] == 0 and ticks(3, 97)[-1] == 100
+    svg = str(lines({"figa": [[1, 2.0], [2, 1.0]]}, "optimiser step", "loss (nats)", "Training loss"))
+    assert ">optimiser step</text>" in svg and ">loss (nats)</text>" in svg and ">Training loss</text>" in svg
+    assert str(lines({"one point": [[1, 2.0]]}, "x", "y", "t")) == ""  # nothing to draw: no empty frame
