@@ -32,9 +32,12 @@ def writes(run: RunConfig) -> list[Path]:
 
 
 def run(run: RunConfig) -> None:
+    from ..console import progress
     from ..suite.runner import SuiteConfig, run_suite
 
-    for policy, seed in units(run):
+    todo = units(run)
+    for i, (policy, seed) in enumerate(todo):
+        progress(f"checkpoints benchmarked (now {policy}{'' if seed is None else f' seed {seed}'})", i, len(todo))
         log.info("[suite] %s%s: %s (limit %s)", policy, "" if seed is None else f" seed {seed}", run.suite, run.suite_limit)
         cfg = SuiteConfig(suite=run.suite, backend=run.suite_backend, limit=run.suite_limit or None,
                           shots=run.suite_shots, out_dir=str(summary_path(run, policy, seed).parent))
