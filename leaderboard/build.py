@@ -88,12 +88,21 @@ def sparkline(points: list | None, width: int = 160, height: int = 36) -> str:
             f'stroke-width="1.5" points="{coords}"/></svg>')
 
 
+def _points(x: float) -> float:
+    """A fraction in percentage points to one decimal, with rounding noise's "-0.0" shown as 0.0."""
+    return round(100 * x, 1) + 0.0
+
+
 def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    return "–" if x is None else f"{_points(x):.1f}"
+
+
+def _signed(x) -> str:
+    return "–" if x is None else f"{_points(x):+.1f}"
 
 
 def _ci(ci) -> str:
-    return "" if not ci else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return "" if not ci else f"[{_points(ci[0]):.1f}, {_points(ci[1]):.1f}]"
 
 
 def _p(p) -> str:
@@ -104,7 +113,7 @@ def environment() -> Environment:
     from markupsafe import Markup
 
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters.update(pct=_pct, ci=_ci, p=_p, estimable=estimable,
+    env.filters.update(pct=_pct, signed=_signed, ci=_ci, p=_p, estimable=estimable,
                        sparkline=lambda pts: Markup(sparkline(pts)))
     env.globals.update(csp=Markup(CSP), wide_rule=WIDE_RULE, too_wide_points=f"{100 * TOO_WIDE:.0f}")
     return env

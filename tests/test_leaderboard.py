@@ -383,3 +383,10 @@ def test_plot_axes_have_round_ticks_and_labels():
     svg = str(lines({"figa": [[1, 2.0], [2, 1.0]]}, "optimiser step", "loss (nats)", "Training loss"))
     assert ">optimiser step</text>" in svg and ">loss (nats)</text>" in svg and ">Training loss</text>" in svg
     assert str(lines({"one point": [[1, 2.0]]}, "x", "y", "t")) == ""  # nothing to draw: no empty frame
+
+
+def test_rounding_noise_is_never_shown_as_minus_zero():
+    from leaderboard.build import _ci, _pct, _signed
+
+    assert _signed(-1e-17) == "+0.0" and _pct(-1e-17) == "0.0" and _ci([-1e-17, -2e-16]) == "[0.0, 0.0]"
+    assert _signed(-0.0123) == "-1.2"
