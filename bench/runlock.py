@@ -77,6 +77,7 @@ def hold_lock(directory: str | Path, lock_name: str, what: str) -> Iterator[Path
     from .procs import identity
 
     directory = Path(directory)
+    created = not directory.exists()  # a job that fails before writing anything leaves no empty directory behind
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / lock_name
     me = {"pid": os.getpid(), "started": identity(os.getpid())[1], "since": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -111,6 +112,9 @@ def hold_lock(directory: str | Path, lock_name: str, what: str) -> Iterator[Path
         recorder.join()
         if _read(path).get("pid") == os.getpid():
             path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: what the job wrote stays
+                directory.rmdir()
 
 
 def run_lock(run_dir: str | Path, name: str):

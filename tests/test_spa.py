@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ class ScriptedEndpoint:
     def __init__(self):
         self.mode, self.posts, self.fail_after = "ok", 0, None
         self.stop_after, self.stop = None, threading.Event()  # sets ``stop`` (the build's signal hook) after N answers
+        self.delay = 0.0  # seconds per answer
         endpoint = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -86,6 +88,7 @@ class ScriptedEndpoint:
                 if mode == "empty":
                     return self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": 0,
                                                        "model": "scripted", "choices": []}).encode())
+                time.sleep(endpoint.delay)
                 if endpoint.stop_after is not None and endpoint.posts >= endpoint.stop_after:
                     endpoint.stop.set()
                 text = request["messages"][0]["content"]
@@ -277,3 +280,58 @@ def test_a_build_option_the_stage_sets_or_does_not_know_is_named(tmp_path):
     path.write_text("run: x\nbuild_data: {model: other}\n")
     with pytest.raises(DataError, match="build_data.model"):
         load_run_config(path)
+
+
+def build_command(tmp_path, model, url, out) -> list[str]:
+    import os
+    import sys
+
+    cmd = [os.path.join(os.path.dirname(sys.executable), "bench"), "data", "build-spa", prompt_file(tmp_path, 8),
+           "--model", model, "--base-url", url, "--out", str(out)]
+    for option in ("backend=hf", "max_new_tokens=8", "temperature=0", "subpar_quantile=1", "concurrency=1",
+                   "min_edit_ratio=0", "max_edit_ratio=1", "min_gain=null"):
+        cmd += ["--set", option]
+    return cmd
+
+
+def start_and_signal_after(cmd, endpoint, posts: int, signum):
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while endpoint.posts < posts:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    return proc
+
+
+def test_sigterm_in_the_revise_step_exits_143_and_sends_no_queued_request(endpoint, tmp_path, tiny_model_dir):
+    import signal
+
+    endpoint.delay = 1.0
+    proc = start_and_signal_after(build_command(tmp_path, tiny_model_dir, endpoint.url, tmp_path / "b"), endpoint, 2,
+                                  signal.SIGTERM)
+    assert proc.wait(60) == 143
+    time.sleep(1.5)
+    assert endpoint.posts == 2  # the six queued items were dropped, not sent
+
+
+def test_sigkill_in_the_revise_step_and_a_rerun_asks_only_for_what_is_not_on_disk(endpoint, tmp_path, tiny_model_dir):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+
+    out = tmp_path / "built"
+    cmd = build_command(tmp_path, tiny_model_dir, endpoint.url, out)
+    endpoint.delay = 0.3
+    proc = start_and_signal_after(cmd, endpoint, 3, signal.SIGKILL)
+    proc.wait()
+    cached = sqlite3.connect(out / "cache" / "revisions.sqlite").execute("SELECT COUNT(*) FROM kv").fetchone()[0]
+    assert 2 <= cached <= 4 and not (out / "spa.jsonl").exists()
+    endpoint.posts, endpoint.delay = 0, 0.0
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert endpoint.posts == 8 - cached  # the answers on disk were not asked for again
+    assert len((out / "pairs.jsonl").read_text().splitlines()) == 8

@@ -39,7 +39,7 @@ class SpaConfig:
     revise_max_tokens: int = _help("reviser: longest revision in tokens", 512)
     concurrency: int = _help("reviser: requests in flight at once", 4)
     retries: int = _help("reviser: attempts per item after a network error or a garbage answer", 4)
-    timeout: float = _help("reviser: seconds per request", 300.0)
+    timeout: float = _help("reviser: seconds per request (a 135M reviser on 2 busy cores can take minutes)", 600.0)
     min_edit_ratio: float = _help("filter: smallest token-level edit ratio kept (Levenshtein distance / "
                                   "longer length)", 0.02)
     max_edit_ratio: float = _help("filter: largest token-level edit ratio kept (beyond it is a rewrite)", 0.6)

@@ -5,9 +5,11 @@ Every step either appends to its own file as it goes (rollout) or caches each re
 it exists (scores, revisions), so a build killed in any step (SIGKILL included) continues from what is on disk
 when run again, and a finished build re-runs in seconds without asking anyone anything.
 
-Signal hook: ``build(cfg, stop=event)`` checks the ``threading.Event`` between steps and before every reviser
-request; once it is set, nothing new starts, finished work stays cached, and ``build`` raises
-``KeyboardInterrupt`` (the CLI then says how to resume). Whoever installs SIGINT/SIGTERM handlers sets it.
+Stopping: under the CLI, SIGINT and SIGTERM raise ``KeyboardInterrupt`` (``bench.procs.handle_signals``); the
+revise step then drops its queued requests, lets no request retry, and the reviser it served is stopped.
+Library callers can also pass ``build(cfg, stop=event)``: the ``threading.Event`` is checked between steps and
+before every reviser request; once set, nothing new starts, finished work stays cached, and ``build`` raises
+``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
