@@ -63,8 +63,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from . import plots
 from .samples import counts, leaderboard_csv, write_browser, write_outputs
 from .schema import SCHEMA, ResultsError, load_runs, load_samples  # noqa: F401  (SCHEMA, ResultsError: API)
-from .views import (HIDDEN_SUITE, TOO_WIDE, WIDE_RULE, across_runs, estimable, figa_columns,  # noqa: F401
-                    figa_label, groups, view)
+from .views import HIDDEN_SUITE, TOO_WIDE, WIDE_RULE, across_runs, estimable, figa_label, view  # noqa: F401
 
 _HERE = Path(__file__).parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
@@ -163,12 +162,6 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a page
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def render(runs: list[dict]) -> str:
-    """The index page alone (tests, and the body of ``build``)."""
-    return environment().get_template("index.html.j2").render(runs=[view(r) for r in runs], across=across_runs(runs),
-                                                              root="")
 
 
 def build(results_root: str | Path, out_dir: str | Path) -> Path:
