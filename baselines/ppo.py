@@ -43,6 +43,7 @@ import torch
 from bench import chat, data, distributed, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
+from bench.console import progress
 from bench.logprobs import gather_logprobs
 from bench.registry import register
 from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
@@ -325,6 +326,7 @@ class Ppo:
                 if (it + 1) % max(cfg.logging_steps, 1) == 0:
                     log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1, record["reward_mean"],
                              record["kl"], record["response_length"], record["time_total"])
+                progress(f"{self.name} {out.name}: PPO iterations", it + 1, iterations)
                 if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
                     self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
         self.save(policy, tokenizer, out)

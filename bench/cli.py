@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from . import cli_common
 from .cli_common import RESUME_HINT, app, console, data_app, fail_cleanly, recipes_app, user_error_message  # noqa: F401
 
 @recipes_app.command("list")
@@ -144,8 +145,36 @@ def run_pipeline(
     if allow_template_change:
         overrides["allow_template_change"] = True
     run = load_run_config(config or default, overrides)
-    page = run_all(run, None if stage == "all" else [stage], force=force, executor=executor, address=address)
+    from .console import RunConsole
+
+    with RunConsole(run.dir, verbose=cli_common.VERBOSE):  # third-party output to the run's logs/, a live line here
+        page = run_all(run, None if stage == "all" else [stage], force=force, executor=executor, address=address)
     console.print(f"[bold green]run {run.run}:[/] {run.dir}" + (f"\n[bold green]leaderboard:[/] {page}" if page.exists() else ""))
+
+
+@app.command()
+@fail_cleanly
+def status(
+    run: Annotated[Optional[str], typer.Argument(help="run name (under --root), run directory or run YAML "
+                                                      "(default: runs/smollm2-cpu.yaml)")] = None,
+    root: Annotated[Path, typer.Option(help="where run directories are")] = Path("results/runs"),
+):
+    """A run's stages: done, running, stale (and what changed) or to do, with the time each last took."""
+    from .stages import load_run_config
+    from .status import stage_table
+
+    default = Path(__file__).resolve().parent.parent / "runs" / "smollm2-cpu.yaml"
+    candidates = [Path(run), Path(run) / "run_config.yaml", root / run / "run_config.yaml"] if run else [default]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise KeyError(f"no run '{run}': not a run YAML, nor a run directory with run_config.yaml, nor a run under {root}")
+    cfg = load_run_config(path)
+    table = Table("stage", "state", "last took", "finished", "would re-run because", title=f"run {cfg.run}: {cfg.dir}")
+    colour = {"done": "green", "running": "cyan", "stale": "yellow", "to do": "dim"}
+    for row in stage_table(cfg):
+        took = "" if row["seconds"] is None else f"{row['seconds']:.0f} s"
+        table.add_row(row["stage"], f"[{colour[row['state']]}]{row['state']}[/]", took, row["finished"] or "", row["why"])
+    console.print(table)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from typing import Protocol
 from .atomic import atomic_write_json
 from .cache import content_key
 from .chat import render_prompt, template_hash
+from .console import progress
 from .data import DataError, EvalPrompt
 from .degeneration import DEFINITION, statistics
 from .engine import cpu_vllm_env  # noqa: F401  (bench.serve imports it from here)
@@ -264,6 +265,7 @@ class _Job:
                 f.flush()
                 os.fsync(f.fileno())
                 log.info("%s: generated %d/%d", self.generator, min(start + chunk, len(self.todo)), len(self.todo))
+                progress(f"{self.generator}: prompts generated", min(start + chunk, len(self.todo)), len(self.todo))
         self.seconds = time.time() - started
 
     def finish(self, name: str, dataset: str) -> Path:

@@ -38,6 +38,7 @@ from .atomic import atomic_write_json
 from .checkpoints import (RESUMABLE, StagedCheckpoints, already_trained, elapsed_seconds, fingerprint,  # noqa: F401
                           resume_or_finish, resume_point)
 from .config import TrainConfig, to_dict
+from .console import progress
 from .data import DataError, Skips, train_val_split
 
 log = logging.getLogger("bench.training")
@@ -212,6 +213,8 @@ class JsonlLog(TrainerCallback):
         if state.is_world_process_zero and logs:
             with open(self.path, "a") as f:
                 f.write(json.dumps({"step": state.global_step, "epoch": state.epoch, **logs}) + "\n")
+            progress(f"{self.path.parent.parent.name} {self.path.parent.name}: training steps", state.global_step,
+                     state.max_steps)
 
 
 def encode_all(recipe, records, tokenizer, cfg) -> tuple[list, Skips]:

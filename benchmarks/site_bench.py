@@ -48,8 +48,9 @@ def synthetic_run(root: Path, n_methods: int = 10, n_prompts: int = 805, seeds=(
                 "reference": _answer(rng, i + 1, hostile)} for i, pid in enumerate(ids)]
     units = [("base", None)] + [(m, s) for m in names for s in seeds] + [("null", None), ("positive", None)]
     frames, sets = {}, []
-    for k, (name, seed) in enumerate(units):
-        rate = {"null": 0.0, "positive": 0.97}.get(name, 0.15 + 0.5 * k / len(units))
+    for name, seed in units:
+        order = (["base", *names].index(name) + 1) / (len(names) + 2) if name in ["base", *names] else 0
+        rate = {"null": 0.0, "positive": 0.97}.get(name, 0.15 + 0.5 * order + 0.02 * (seed or 0))  # seeds agree
         outputs = (["I don't know."] * n_prompts if name == "null"
                    else [_answer(rng, i, hostile) for i in range(n_prompts)])
         pref = (rng.random(n_prompts) < rate).astype(float)

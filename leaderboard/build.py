@@ -63,8 +63,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from . import plots
 from .samples import counts, leaderboard_csv, write_browser, write_outputs
 from .schema import SCHEMA, ResultsError, load_runs, load_samples  # noqa: F401  (SCHEMA, ResultsError: API)
-from .views import (HIDDEN_SUITE, TOO_WIDE, WIDE_RULE, across_runs, estimable, figa_columns,  # noqa: F401
-                    figa_label, groups, view)
+from .views import HIDDEN_SUITE, TOO_WIDE, WIDE_RULE, across_runs, estimable, figa_label, view  # noqa: F401
 
 _HERE = Path(__file__).parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; "
@@ -88,12 +87,21 @@ def sparkline(points: list | None, width: int = 160, height: int = 36) -> str:
             f'stroke-width="1.5" points="{coords}"/></svg>')
 
 
+def _points(x: float) -> float:
+    """A fraction in percentage points to one decimal, with rounding noise's "-0.0" shown as 0.0."""
+    return round(100 * x, 1) + 0.0
+
+
 def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    return "–" if x is None else f"{_points(x):.1f}"
+
+
+def _signed(x) -> str:
+    return "–" if x is None else f"{_points(x):+.1f}"
 
 
 def _ci(ci) -> str:
-    return "" if not ci else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return "" if not ci else f"[{_points(ci[0]):.1f}, {_points(ci[1]):.1f}]"
 
 
 def _p(p) -> str:
@@ -104,7 +112,7 @@ def environment() -> Environment:
     from markupsafe import Markup
 
     env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters.update(pct=_pct, ci=_ci, p=_p, estimable=estimable, estimable_diff=estimable,
+    env.filters.update(pct=_pct, signed=_signed, ci=_ci, p=_p, estimable=estimable,
                        sparkline=lambda pts: Markup(sparkline(pts)))
     env.globals.update(csp=Markup(CSP), wide_rule=WIDE_RULE, too_wide_points=f"{100 * TOO_WIDE:.0f}")
     return env
@@ -119,25 +127,26 @@ def curves(m: dict) -> dict[str, list]:
 def run_plots(run: dict) -> list[dict]:
     """The run page's figures: win rate vs length, reward vs KL (PPO), benchmarks, loss curves."""
     rows, out = run["rows"], []
+    colours = plots.colour_map([r["name"] for r in rows])
     pts = [{"label": r["name"], "x": r["avg_length"], "y": 100 * r["win"],
             **({"lo": 100 * r["win_ci"][0], "hi": 100 * r["win_ci"][1]} if r.get("win_ci") else {})}
            for r in rows if r["win"] is not None and r.get("avg_length") is not None]
     out.append({"svg": plots.points(pts, "average answer length (characters)", "win rate vs reference (%)",
-                                    "Win rate vs average length"),
+                                    "Win rate vs average length", colours),
                 "caption": "Each method's win rate (95% interval) against its answers' mean length: a judge that "
                            "reads length puts these on a rising line."})
     ppo = {name: list(zip(c["kl"], c["reward_mean"])) for name, m in run["methods"].items()
            if {"kl", "reward_mean"} <= set(c := curves(m))}
     out.append({"svg": plots.lines({n: [[a[1], b[1]] for a, b in v] for n, v in ppo.items()},
-                                   UNITS["kl"], UNITS["reward_mean"], "PPO: reward vs KL over iterations"),
+                                   UNITS["kl"], UNITS["reward_mean"], "PPO: reward vs KL over iterations", colours),
                 "caption": "Each PPO method's mean reward against its KL to the reference model, one point per iteration."})
     metrics = [s for s in run["suite_cols"] if s not in HIDDEN_SUITE]
     out.append({"svg": plots.bars({k: [{"label": r["name"], "value": (r["suite"].get(k) or {}).get("value"),
                                         "err": (r["suite"].get(k) or {}).get("stderr")} for r in rows] for k in metrics},
-                                  "score (%)", "Benchmarks (± standard error)"),
+                                  "score (%)", "Benchmarks (± standard error)", colours),
                 "caption": "lm-eval scores in % with their standard errors."})
     loss = {name: c["loss"] for name, m in run["methods"].items() if "loss" in (c := curves(m))}
-    out.append({"svg": plots.lines(loss, "optimiser step", UNITS["loss"], "Training loss"),
+    out.append({"svg": plots.lines(loss, "optimiser step", UNITS["loss"], "Training loss", colours),
                 "caption": "Training loss per logged step (each method's own objective: not comparable across methods)."})
     return [p for p in out if p["svg"]]
 
@@ -153,12 +162,6 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # a reader never sees half a page
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def render(runs: list[dict]) -> str:
-    """The index page alone (tests, and the body of ``build``)."""
-    return environment().get_template("index.html.j2").render(runs=[view(r) for r in runs], across=across_runs(runs),
-                                                              root="")
 
 
 def build(results_root: str | Path, out_dir: str | Path) -> Path:

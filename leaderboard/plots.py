@@ -68,7 +68,12 @@ def _svg(parts: list[str], title: str) -> Markup:
                   + "".join(parts) + "</svg>")
 
 
-def lines(series: dict[str, list], x_label: str, y_label: str, title: str) -> Markup:
+def colour_map(labels: list[str]) -> dict[str, str]:
+    """One colour per method for every plot of a run (its position in the run's table)."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
+
+
+def lines(series: dict[str, list], x_label: str, y_label: str, title: str, colours: dict | None = None) -> Markup:
     """One polyline per named series of [x, y] points, with a legend; empty when no series has two points."""
     series = {k: v for k, v in series.items() if v and len(v) >= 2}
     if not series:
@@ -77,7 +82,7 @@ def lines(series: dict[str, list], x_label: str, y_label: str, title: str) -> Ma
     f = _Frame([p[0] for p in pts], [p[1] for p in pts], x_label, y_label, title)
     parts = f.axes()
     for i, (name, v) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
+        color = (colours or {}).get(name) or PALETTE[i % len(PALETTE)]
         coords = " ".join(f"{f.x(x):.1f},{f.y(y):.1f}" for x, y in v)
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{coords}">'
                      f'<title>{escape(name)}</title></polyline>')
@@ -87,7 +92,7 @@ def lines(series: dict[str, list], x_label: str, y_label: str, title: str) -> Ma
     return _svg(parts, title)
 
 
-def points(items: list[dict], x_label: str, y_label: str, title: str) -> Markup:
+def points(items: list[dict], x_label: str, y_label: str, title: str, colours: dict | None = None) -> Markup:
     """Labelled points {"label", "x", "y", "lo"?, "hi"?} with vertical error bars; empty with fewer than one point."""
     items = [p for p in items if p.get("x") is not None and p.get("y") is not None]
     if not items:
@@ -96,7 +101,7 @@ def points(items: list[dict], x_label: str, y_label: str, title: str) -> Markup:
     f = _Frame([p["x"] for p in items], ys, x_label, y_label, title)
     parts = f.axes()
     for i, p in enumerate(items):
-        color, cx, cy = PALETTE[i % len(PALETTE)], f.x(p["x"]), f.y(p["y"])
+        color, cx, cy = (colours or {}).get(p["label"]) or PALETTE[i % len(PALETTE)], f.x(p["x"]), f.y(p["y"])
         if p.get("lo") is not None and p.get("hi") is not None:
             parts.append(f'<line x1="{cx:.1f}" y1="{f.y(p["lo"]):.1f}" x2="{cx:.1f}" y2="{f.y(p["hi"]):.1f}" '
                          f'stroke="{color}" stroke-width="1.2"/>')
@@ -106,7 +111,7 @@ def points(items: list[dict], x_label: str, y_label: str, title: str) -> Markup:
     return _svg(parts, title)
 
 
-def bars(groups: dict[str, list[dict]], y_label: str, title: str) -> Markup:
+def bars(groups: dict[str, list[dict]], y_label: str, title: str, colours: dict | None = None) -> Markup:
     """Grouped bars: {group (a metric): [{"label" (a method), "value", "err"?}]}, error bars of +- err."""
     groups = {g: [b for b in v if b.get("value") is not None] for g, v in groups.items()}
     groups = {g: v for g, v in groups.items() if v}
@@ -123,7 +128,8 @@ def bars(groups: dict[str, list[dict]], y_label: str, title: str) -> Markup:
         parts.append(f'<text x="{LEFT + width * (gi + 0.5):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(g)}</text>')
         for b in v:
             li = labels.index(b["label"])
-            x, color = LEFT + width * gi + width * 0.1 + bw * li, PALETTE[li % len(PALETTE)]
+            x = LEFT + width * gi + width * 0.1 + bw * li
+            color = (colours or {}).get(b["label"]) or PALETTE[li % len(PALETTE)]
             top = f.y(b["value"])
             parts.append(f'<rect x="{x:.1f}" y="{min(top, f.y(0)):.1f}" width="{bw * 0.9:.1f}" '
                          f'height="{abs(f.y(0) - top):.1f}" fill="{color}"><title>{escape(b["label"])} {escape(g)}: '
@@ -134,5 +140,5 @@ def bars(groups: dict[str, list[dict]], y_label: str, title: str) -> Markup:
                              f'y2="{f.y(b["value"] + b["err"]):.1f}" stroke="#222" stroke-width="1"/>')
     for li, label in enumerate(labels):
         parts.append(f'<text x="{W - RIGHT - 4}" y="{TOP + 12 + 13 * li}" text-anchor="end" '
-                     f'fill="{PALETTE[li % len(PALETTE)]}">{escape(label)}</text>')
+                     f'fill="{(colours or {}).get(label) or PALETTE[li % len(PALETTE)]}">{escape(label)}</text>')
     return _svg(parts, title)

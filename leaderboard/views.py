@@ -13,8 +13,8 @@ HIDDEN_SUITE = {"reward", "figa_avg"}  # reward: scored by the RM PPO optimised,
 # An interval wider than this (in units of the rate, 0.5 = 50 percentage points) is no estimate: it spans half of
 # everything a win rate can be, so the page prints "not estimable" with the interval as the reason.
 TOO_WIDE = 0.5
-WIDE_RULE = (f"an interval wider than {100 * TOO_WIDE:.0f} percentage points (half the scale) is shown as not "
-             "estimable: the data do not pin the number down")
+WIDE_RULE = (f"a 95% interval wider than {100 * TOO_WIDE:.0f} percentage points (half of a win rate's whole range) "
+             "is shown as not estimable, the estimate and interval in small print: the data do not pin the number down")
 # The judge card's own target: a judge must beat "the longer answer wins" by this much agreement to be reading
 # more than length; below it, length control removes most of what the judge measures.
 NEAR_LENGTH_MARGIN = 0.03

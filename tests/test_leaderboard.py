@@ -364,3 +364,29 @@ def test_report_stage_samples_document_pairs_each_answer_with_its_verdict(tmp_pa
     figa = next(x for x in s["sets"] if x["method"] == "figa")
     assert figa["seed"] == 0 and figa["output"] == [f"figa says {p.id}" for p in prompts]
     assert figa["preference"] == [1.0, 0.5, 0.0, 1.0]  # reversed back into prompt order
+
+
+def test_a_difference_with_a_too_wide_interval_is_not_estimable(tmp_path):
+    v = json.loads(json.dumps(run_verdicts()))
+    h = next(h for h in v["headline"] if h["name"] == "figa - sft")
+    h["win_rate"].update(value=0.01, ci95=[-0.343, 0.362])  # the default run's fg-PPO - PPO
+    page = (site_of(tmp_path, doc(v)) / "index.html").read_text()
+    row = page[page.index(">figa - sft<"):]
+    row = row[:row.index("</tr>")]
+    assert "not estimable" in row and "+1.0 [-34.3, 36.2]" in row
+
+
+def test_plot_axes_have_round_ticks_and_labels():
+    from leaderboard.plots import lines, ticks
+
+    assert ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0] and ticks(3, 97)[0] == 0 and ticks(3, 97)[-1] == 100
+    svg = str(lines({"figa": [[1, 2.0], [2, 1.0]]}, "optimiser step", "loss (nats)", "Training loss"))
+    assert ">optimiser step</text>" in svg and ">loss (nats)</text>" in svg and ">Training loss</text>" in svg
+    assert str(lines({"one point": [[1, 2.0]]}, "x", "y", "t")) == ""  # nothing to draw: no empty frame
+
+
+def test_rounding_noise_is_never_shown_as_minus_zero():
+    from leaderboard.build import _ci, _pct, _signed
+
+    assert _signed(-1e-17) == "+0.0" and _pct(-1e-17) == "0.0" and _ci([-1e-17, -2e-16]) == "[0.0, 0.0]"
+    assert _signed(-0.0123) == "-1.2"

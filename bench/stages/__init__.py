@@ -49,11 +49,15 @@ def _file_state(path: Path) -> list | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def fingerprint(stage, run: RunConfig) -> str:
+def fingerprint_inputs(stage, run: RunConfig) -> dict:
     """What a stage's work depends on: its config fields and the state of the files it reads and writes."""
     config = {k: getattr(run, k) for k in stage.DEPENDS}
     files = {str(p.relative_to(run.dir)): _file_state(p) for p in [*stage.reads(run), *stage.writes(run)]}
-    blob = json.dumps({"stage": stage.NAME, "config": config, "files": files}, sort_keys=True, default=str)
+    return json.loads(json.dumps({"stage": stage.NAME, "config": config, "files": files}, default=str))
+
+
+def fingerprint(stage, run: RunConfig) -> str:
+    blob = json.dumps(fingerprint_inputs(stage, run), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -72,6 +76,7 @@ def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False
     sends the jobs of the stages that have them (train, generate, suite) to the Ray cluster at ``address``
     (none: a local one), see ``ray_executor``; the others run here."""
     from ..atomic import atomic_write_json, atomic_write_text
+    from ..console import step
     from ..procs import check_interrupted
     from ..runlock import run_lock
 
@@ -92,15 +97,17 @@ def run_all(run: RunConfig, stages: list[str] | None = None, force: bool = False
                 continue
             check_interrupted()  # a signal some library swallowed still stops the run before the next stage
             t0 = time.perf_counter()
-            if executor == "ray" and hasattr(stage, "jobs"):
-                from . import ray_executor
+            with step(name):  # bench.console: output to logs/<stage>.log, a live line and bar on the terminal
+                if executor == "ray" and hasattr(stage, "jobs"):
+                    from . import ray_executor
 
-                ray_executor.connect(address)
-                ray_executor.run_jobs(stage.jobs(run), name)
-            else:
-                stage.run(run)
+                    ray_executor.connect(address)
+                    ray_executor.run_jobs(stage.jobs(run), name)
+                else:
+                    stage.run(run)
             seconds = round(time.perf_counter() - t0, 1)
-            stamp = {"fingerprint": fingerprint(stage, run), "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            stamp = {"fingerprint": fingerprint(stage, run), "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "inputs": fingerprint_inputs(stage, run)}  # `bench status` says what changed since
             atomic_write_json(_stamp_path(run, name), stamp)  # only real work replaces a stage's time
             worked.append(name)
             log.info("[%s] done in %.0f s", name, seconds)

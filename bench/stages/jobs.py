@@ -28,4 +28,10 @@ class Job:
 
 def run_locally(jobs: list[Job]) -> list:
     """The default executor: every job in list order (which already honours ``needs``), in this process."""
-    return [job() for job in jobs]
+    from ..console import progress
+
+    out = []
+    for i, job in enumerate(jobs):
+        progress(f"jobs done (now {job.key})", i, len(jobs))
+        out.append(job())
+    return out

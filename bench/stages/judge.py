@@ -87,8 +87,12 @@ def judge_all(run: RunConfig, options: dict, reference) -> None:
     from ..judges.run import judge_pair, outputs_side
     from ..verdicts import verdicts
 
+    from ..console import progress
+
     judge = get(run.judge, **options)
-    for name, seed in run.units():
+    units = run.units()
+    for i, (name, seed) in enumerate(units):
+        progress(f"answer sets judged (now {name}{'' if seed is None else f' seed {seed}'})", i, len(units))
         log.info("[judge] %s%s with %s", name, "" if seed is None else f" seed {seed}", run.judge)
         summary, frame, _ = judge_pair(judge, outputs_side(output_dir(run, name, seed)), reference)
         path = judged_path(run, name, seed)

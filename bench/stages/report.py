@@ -185,7 +185,7 @@ def _judge(run: RunConfig) -> dict:
     judge = require_validated(run.judge, allow_unvalidated=True)
     c = card(run.judge) or {}
     if judge["summary"]:
-        judge["summary"]["labels"] = (f"GPT-4's judgements ({c['headline']}: {c.get('data', 'AlpacaEval')})"
+        judge["summary"]["labels"] = (f"GPT-4's judgements (AlpacaEval, card set {c['headline']})"
                                       if "headline" in c else "human preference labels (" + ", ".join(c.get("sets") or {}) + ")")
     return judge
 
