@@ -4,4 +4,4 @@ setup:
 test:
 	.venv/bin/python -m pytest -q -ra
 test-fast:
-	.venv/bin/python -m pytest -q -ra -m "not integration and not vllm"
+	.venv/bin/python -m pytest -q -ra -m "not integration and not vllm and not distributed and not ray"
