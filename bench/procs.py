@@ -145,6 +145,7 @@ def handle_signals() -> Iterator[None]:
         wakeups.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        _received = None  # handled: a later run_all in this process (a test, a notebook) must not see it again
 
 
 def exit_code(e: BaseException) -> int:

@@ -231,7 +231,7 @@ def test_the_old_schema_hint_names_a_command_that_works(tmp, monkeypatch):
     run_dir.mkdir(parents=True)
     (run_dir / "run_config.yaml").write_text(yaml.safe_dump({**RUN, "root": str(tmp / "runs")}))
     calls = []
-    monkeypatch.setattr(bench.stages, "run_all", lambda run, stages, force: calls.append((run.run, stages, force)) or run_dir)
+    monkeypatch.setattr(bench.stages, "run_all", lambda run, stages, force, **kw: calls.append((run.run, stages, force)) or run_dir)
     args = command.replace("RUN_DIR", str(run_dir)).split()[1:]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
