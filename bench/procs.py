@@ -136,7 +136,7 @@ def handle_signals() -> Iterator[None]:
     except KeyboardInterrupt:
         # what the block's own clean-up left running (vLLM's start-up cut short, a shutdown cut short by a second
         # signal) ends now, not when the interpreter's exit joins it
-        end([p for p in descendants() if p[0] not in _helpers()])
+        end([p for p in descendants() if p[0] not in helpers()])
         raise
     finally:
         signal.set_wakeup_fd(previous_fd)
@@ -223,7 +223,7 @@ def reap() -> None:
 _watchdog: tuple[int, subprocess.Popen] | None = None
 
 
-def _helpers() -> set[int]:
+def helpers() -> set[int]:
     """Our watchdog and multiprocessing's resource tracker: both leave by themselves once we have exited."""
     from multiprocessing import resource_tracker
 

@@ -236,8 +236,11 @@ def apply_lora(model, cfg):
     from peft import LoraConfig, get_peft_model
 
     targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [t.strip() for t in cfg.lora_targets.split(",")]
+    # a reward model (token classification) gets peft's plain wrapper: the causal-LM one asks for generation hooks,
+    # the token-classification one fully trains the head that our LoRA targets already reach
+    task = None if type(model).__name__.endswith("ForTokenClassification") else "CAUSAL_LM"
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, task_type=task)
     return get_peft_model(model, lcfg)
 
 

@@ -30,3 +30,28 @@ def tokenizer(smollm2_dir):
     from bench.models import load_tokenizer
 
     return load_tokenizer(smollm2_dir)
+
+
+def children_left(before: set[int], wait: float = 30) -> list:
+    """This process's descendants started since ``before`` and still running after ``wait`` seconds. Exited
+    zombies, multiprocessing's resource tracker and bench's watchdog do not count: the first two hold no memory,
+    the watchdog outlives us by design."""
+    import time
+
+    import psutil
+
+    from bench import procs
+
+    def running(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    deadline = time.time() + wait
+    while True:
+        left = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before | procs.helpers() and running(p)]
+        if not left or time.time() > deadline:
+            return left
+        time.sleep(0.5)

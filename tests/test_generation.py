@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from bench import generation
+from conftest import children_left
 from bench.data import DataError, EvalPrompt, user
 from bench.generation import HFBackend, Sampling, generate_eval, read_outputs
 
@@ -126,27 +127,6 @@ def checkpoints(tmp_path_factory, smollm2_dir):
     return dirs + [shutil.copytree(dirs[0], root / "a2")]
 
 
-def engine_children(before: set[int]) -> list:
-    """Processes started since ``before`` still running after 30 s (exited zombies and multiprocessing's
-    resource tracker do not count: an exited process has returned its memory)."""
-    import time
-
-    import psutil
-
-    def running(p) -> bool:
-        try:
-            return p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(p.cmdline())
-        except psutil.Error:
-            return False
-
-    deadline = time.time() + 30
-    while True:
-        procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and running(p)]
-        if not procs or time.time() > deadline:
-            return procs
-        time.sleep(0.5)
-
-
 @pytest.mark.vllm
 def test_one_engine_swaps_checkpoints_resumes_and_shuts_down(tmp_path, checkpoints, monkeypatch):
     """A -> B -> C -> A in one engine equals fresh engines / HF token for token; a stage killed in C resumes
@@ -171,14 +151,14 @@ def test_one_engine_swaps_checkpoints_resumes_and_shuts_down(tmp_path, checkpoin
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with pytest.raises(KeyboardInterrupt):
         generate_evals(jobs, PROMPTS, "vllm", sampling, chunk=3, backend_options=ENGINE)
-    assert engine_children(before) == []  # shut down on the way out
+    assert children_left(before) == []  # shut down on the way out
     assert calls == [("a", 3), ("a", 2), ("b", 3), ("b", 2), ("c", 3), ("c", 2)]
     assert len(rows(tmp_path / "c")) == 3 and not (tmp_path / "a2").joinpath("generations.jsonl").exists()
 
     calls.clear()
     generate_evals(jobs, PROMPTS, "vllm", sampling, chunk=3, backend_options=ENGINE)
     assert calls == [("c", 2), ("a2", 3), ("a2", 2)]  # only what was missing
-    assert engine_children(before) == []
+    assert children_left(before) == []
     swapped = {n: [r["token_ids"] for r in rows(tmp_path / n)] for n in names}
     assert [r["id"] for r in rows(tmp_path / "c")] == [p.id for p in PROMPTS]
     meta = json.loads((tmp_path / "c" / "generation_meta.json").read_text())

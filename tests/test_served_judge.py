@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.data import DataError
+from conftest import children_left
 from bench.stages import load_run_config
 
 CHOICES = {"annotator": "chatgpt", "choices": ["Output (a)", "Output (b)"], "max_tokens": 8}
@@ -71,19 +72,7 @@ def test_the_judge_stage_serves_judges_through_and_stops_its_judge(tmp_path, tin
     assert json.loads((run.dir / "judged" / "verdicts.json").read_text())
     assert "Uvicorn running" in (run.dir / "judged" / "judge_server.log").read_text() or \
         (run.dir / "judged" / "judge_server.log").stat().st_size > 0
-    def alive() -> list:  # started by the stage and still running (multiprocessing's resource tracker and bench's
-        out = []          # watchdog, which lives as long as this process, aside)
-        for p in psutil.Process().children(recursive=True):
-            try:
-                cmd = " ".join(p.cmdline())
-                if (p.pid not in before and p.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in cmd
-                        and "bench.procs" not in cmd):
-                    out.append(p)
-            except psutil.Error:
-                continue
-        return out
-
-    assert alive() == []  # the judge server and its engine are gone
+    assert children_left(before) == []  # the judge server and its engine are gone
 
 
 def test_the_gpu_preset_is_a_valid_run_with_a_served_judge(monkeypatch):
