@@ -54,6 +54,23 @@ def test_generate_jobs_one_per_engine_group_and_one_per_checkpoint_with_hf(tmp_p
     assert job.key == "generate/base+sft/seed-0" and job.gpus == 2 and job.cpus == 2
 
 
+def test_every_job_asks_for_memory_sized_from_the_model_and_the_run_config_overrides_it(tmp_path, tiny_model_dir):
+    from bench.data.errors import DataError
+    from bench.stages.memory import GIB, PROCESS_GIB, parameters
+
+    run = tiny_run(tmp_path, tiny_model_dir)
+    memory = {j.key: j.memory for j in train_stage.jobs(run) + suite_stage.jobs(run)}
+    weights = parameters(tiny_model_dir) * 4
+    assert memory["train/sft/seed-0"] == 6 * weights + int(PROCESS_GIB * GIB)  # weights, grads, Adam, activations
+    assert memory["train/ppo/seed-0"] > memory["train/sft/seed-0"] > memory["suite/base"] > PROCESS_GIB * GIB
+    run = tiny_run(tmp_path, tiny_model_dir, ray_memory_gb={"train": 3, "suite": 0.5})
+    assert {j.memory for j in train_stage.jobs(run)} == {3 * GIB} and suite_stage.jobs(run)[0].memory == GIB // 2
+    with pytest.raises(DataError, match="ray_memory_gb.generat"):
+        tiny_run(tmp_path, tiny_model_dir, ray_memory_gb={"generat": 4})
+    with pytest.raises(DataError, match="ray_memory_gb.train"):
+        tiny_run(tmp_path, tiny_model_dir, ray_memory_gb={"train": -1})
+
+
 def test_the_model_conversion_runs_once_when_workers_start_together(tmp_path, monkeypatch):
     from bench import models
 
@@ -92,10 +109,31 @@ def _normalised(path, root) -> dict:
     return walk(json.loads(path.read_text()))
 
 
+def _kill_when_running(task: str, killed: list) -> None:
+    """SIGKILL the Ray worker process running ``task`` (a worker's title is ``ray::<task name>`` while it runs
+    one); only this test's descendants are looked at."""
+    import psutil
+
+    me = psutil.Process()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not killed:
+        for proc in me.children(recursive=True):
+            try:
+                if proc.cmdline()[:1] == [f"ray::{task}"]:
+                    proc.kill()
+                    killed.append(proc.pid)
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+
+
 @pytest.mark.ray
-def test_ray_executor_gives_the_local_results_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
-    """A local 2-CPU Ray cluster runs the tiny grid (6 training jobs, PPO after its reward model) to the same
-    results.json as the local executor (timings aside); a lost checkpoint is the only job redone."""
+def test_ray_executor_gives_the_local_results_and_resumes_after_a_killed_task(tmp_path, tiny_model_dir):
+    """A local 2-CPU Ray cluster runs the tiny grid (6 training jobs, PPO after its reward model); the worker
+    running one training job is killed mid-run: the run stops naming that job (Ray does not retry it:
+    ``max_retries=0``), and the same command again redoes only the unfinished jobs and gives the local
+    executor's results.json (timings aside)."""
     ray = pytest.importorskip("ray")
     from bench.stages import ray_executor
 
@@ -103,17 +141,22 @@ def test_ray_executor_gives_the_local_results_and_resumes(tmp_path, tiny_model_d
     run_all(local)
     ray_executor.connect(num_cpus=2)
     try:
-        run_all(remote, executor="ray")
-        assert _normalised(remote.dir / "results.json", remote.root) == _normalised(local.dir / "results.json", local.root)
+        killed: list = []
+        killer = threading.Thread(target=_kill_when_running, args=("train/sft/seed-1", killed), daemon=True)
+        killer.start()
+        with pytest.raises(ray_executor.JobError, match="train/sft/seed-1: its Ray task was lost"):
+            run_all(remote, executor="ray")
+        killer.join()
+        assert killed
+        ckpts = remote.dir / "checkpoints"
+        finished = {p: p.stat().st_mtime_ns for p in ckpts.rglob("bench_run.json")}
+        assert finished  # two CPUs: a seed-0 job finished before seed 1's SFT started
+        assert not (ckpts / "sft" / "seed-1" / "bench_run.json").exists()
 
-        stamps = {p: p.stat().st_mtime_ns for p in (remote.dir / "checkpoints").rglob("bench_run.json")}
-        lost = remote.dir / "checkpoints" / "sft" / "seed-1"
-        import shutil
-
-        shutil.rmtree(lost)  # as if its task had been killed before it finished
         run_all(remote, executor="ray")
-        again = {p: p.stat().st_mtime_ns for p in (remote.dir / "checkpoints").rglob("bench_run.json")}
-        assert [p for p in again if again[p] != stamps.get(p)] == [lost / "bench_run.json"]
+        again = {p: p.stat().st_mtime_ns for p in ckpts.rglob("bench_run.json")}
+        assert {p: again[p] for p in finished} == finished  # finished training is read back, not redone
+        assert len(again) == 6 and ckpts / "sft" / "seed-1" / "bench_run.json" in again
         assert _normalised(remote.dir / "results.json", remote.root) == _normalised(local.dir / "results.json", local.root)
     finally:
         ray.shutdown()
