@@ -357,6 +357,11 @@ def check_run_config(run, sources: dict[str, str] | None = None) -> None:
     need("suite_all_seeds", isinstance(run.suite_all_seeds, bool), "true or false")
     need("allow_unvalidated_judge", isinstance(run.allow_unvalidated_judge, bool), "true or false")
     need("allow_template_change", isinstance(run.allow_template_change, bool), "true or false")
+    need("ray_memory_gb", isinstance(run.ray_memory_gb, dict), "a mapping of job kind to GiB")
+    for kind, gib in run.ray_memory_gb.items():
+        if kind not in ("train", "generate", "suite") or not _num(gib) or gib <= 0:
+            raise bad(where("ray_memory_gb"), f"ray_memory_gb.{kind}", gib,
+                      "GiB > 0 per job kind: train, generate or suite")
     for key, (ok, accepted) in PARALLEL_RULES.items():
         need(key, getattr(run, key) is None and key == "gpu_memory_utilization" or ok(getattr(run, key)), accepted)
 

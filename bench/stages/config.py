@@ -63,6 +63,8 @@ class RunConfig:
     suite_backend: str = "hf-prefix"
     suite_all_seeds: bool = False  # False: the suite runs on each method's first seed only (it costs minutes each)
     root: str = "results/runs"
+    ray_memory_gb: dict = field(default_factory=dict)  # --executor ray: GiB per task by kind (train/generate/suite),
+    # instead of the estimate from the model's size (bench/stages/memory.py)
 
     @property
     def dir(self) -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import BASE, RunConfig
 from .jobs import Job, run_locally
+from .memory import ENGINE_GIB, request
 
 log = logging.getLogger("bench.run")
 
@@ -75,8 +76,10 @@ def jobs(run: RunConfig) -> list[Job]:
     for job in todo:
         groups.setdefault(_engine_group(job[1]) if vllm else str(job[2]), []).append(job)
     ranks = run.tensor_parallel_size * run.data_parallel_size if vllm else 1
+    memory = request(run, "generate", engine_gib=ENGINE_GIB * ranks if vllm else 0.0)
     return [Job("generate/" + "+".join(str(out.relative_to(run.dir / "generations")) for _, _, out in group),
-                generate_group, (run, group, prompts), gpus=ranks, cpus=ranks) for group in groups.values()]
+                generate_group, (run, group, prompts), gpus=ranks, cpus=ranks, memory=memory)
+            for group in groups.values()]
 
 
 def _engine_group(checkpoint: str) -> str:

@@ -20,6 +20,7 @@ class Job:
     needs: tuple[str, ...] = ()
     gpus: int = 1
     cpus: int = 1
+    memory: int = 0  # bytes of host memory it asks Ray for (``bench.stages.memory``); 0: none
     options: dict = field(default_factory=dict)  # keyword arguments of ``call``
 
     def __call__(self):

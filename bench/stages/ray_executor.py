@@ -66,7 +66,9 @@ def _run_job(cwd: str, job: Job, *after) -> tuple[str, float, str]:
 
 def run_jobs(jobs: list[Job], stage: str) -> None:
     """Submit every job, dependencies as task arguments, and wait, logging each finished one; the first failure
-    cancels the rest and is raised here as its own exception type (a user error stays one sentence)."""
+    cancels the rest and is raised here as its own exception type (a user error stays one sentence). Ray does not
+    retry a task whose worker died (``max_retries=0``): a retry would hide a kill or an out-of-memory death; the
+    researcher re-runs, and each job resumes from what it finished (``bench.checkpoints``)."""
     import ray
 
     if len({job.key for job in jobs}) != len(jobs):
@@ -76,6 +78,7 @@ def run_jobs(jobs: list[Job], stage: str) -> None:
     refs: dict[str, ray.ObjectRef] = {}
     for job in jobs:
         resources = {"num_gpus": job.gpus, "num_cpus": 1} if gpu_cluster else {"num_cpus": job.cpus, "num_gpus": 0}
+        resources["memory"] = job.memory
         deps = [refs[k] for k in job.needs if k in refs]
         refs[job.key] = task.options(name=job.key, max_retries=0, **resources).remote(os.getcwd(), job, *deps)
     keys = {ref: key for key, ref in refs.items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import BASE, RunConfig
 from .jobs import Job, run_locally
+from .memory import request
 
 log = logging.getLogger("bench.run")
 
@@ -34,8 +35,9 @@ def writes(run: RunConfig) -> list[Path]:
 
 def jobs(run: RunConfig) -> list[Job]:
     """One job per (policy, seed): a suite pass over one checkpoint."""
-    return [Job(f"suite/{policy}" + ("" if seed is None else f"/seed-{seed}"), suite_one, (run, policy, seed))
-            for policy, seed in units(run)]
+    memory = request(run, "suite")
+    return [Job(f"suite/{policy}" + ("" if seed is None else f"/seed-{seed}"), suite_one, (run, policy, seed),
+                memory=memory) for policy, seed in units(run)]
 
 
 def suite_one(run: RunConfig, policy: str, seed: int | None) -> None:

@@ -71,11 +71,17 @@ def jobs(run: RunConfig) -> list[Job]:
 
     layers = {(method, seed): recipe_layers(run, method, seed) for seed in run.seeds for method in order(run)}
     check_recipe_configs([(m, cfg, lay) for (m, _), (_, cfg, lay) in layers.items()], run.model)
+    from ..generation import backend_name
+    from .memory import PROCESS_GIB, request
+
     out = []
-    for method, seed in layers:
+    for (method, seed), (_, cfg, _) in layers.items():
         dep = registry.recipes()[method].needs
+        rollout_vllm = backend_name(getattr(cfg, "rollout_backend", "hf")) == "vllm"
+        engine = getattr(cfg, "rollout_kv_cache_gb", 0.0) + PROCESS_GIB if rollout_vllm else 0.0
+        memory = request(run, "train", method, engine)
         out.append(Job(f"train/{method}/seed-{seed}", train_one, (run, method, seed),
-                       needs=(f"train/{dep}/seed-{seed}",) if dep else ()))
+                       needs=(f"train/{dep}/seed-{seed}",) if dep else (), memory=memory))
     return out
 
 
