@@ -57,6 +57,7 @@ def test_generate_jobs_one_per_engine_group_and_one_per_checkpoint_with_hf(tmp_p
 def test_every_job_asks_for_memory_sized_from_the_model_and_the_run_config_overrides_it(tmp_path, tiny_model_dir):
     from bench.data.errors import DataError
     from bench.stages.memory import GIB, PROCESS_GIB, parameters
+    from bench.stages.ray_executor import JobError, check_memory
 
     run = tiny_run(tmp_path, tiny_model_dir)
     memory = {j.key: j.memory for j in train_stage.jobs(run) + suite_stage.jobs(run)}
@@ -65,6 +66,8 @@ def test_every_job_asks_for_memory_sized_from_the_model_and_the_run_config_overr
     assert memory["train/ppo/seed-0"] > memory["train/sft/seed-0"] > memory["suite/base"] > PROCESS_GIB * GIB
     run = tiny_run(tmp_path, tiny_model_dir, ray_memory_gb={"train": 3, "suite": 0.5})
     assert {j.memory for j in train_stage.jobs(run)} == {3 * GIB} and suite_stage.jobs(run)[0].memory == GIB // 2
+    with pytest.raises(JobError, match="train/sft/seed-0: asks Ray for 3.0 GiB .* ray_memory_gb"):
+        check_memory(train_stage.jobs(run), 2.5 * GIB)  # a task no node can hold would wait for ever
     with pytest.raises(DataError, match="ray_memory_gb.generat"):
         tiny_run(tmp_path, tiny_model_dir, ray_memory_gb={"generat": 4})
     with pytest.raises(DataError, match="ray_memory_gb.train"):

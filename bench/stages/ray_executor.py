@@ -64,6 +64,17 @@ def _run_job(cwd: str, job: Job, *after) -> tuple[str, float, str]:
     return job.key, time.perf_counter() - started, socket.gethostname()
 
 
+def check_memory(jobs: list[Job], largest: float) -> None:
+    """A task asking for more memory than any node has would wait for ever (Ray only logs it as infeasible)."""
+    from .memory import GIB
+
+    for job in jobs:
+        if job.memory > largest:
+            raise JobError(f"{job.key}: asks Ray for {job.memory / GIB:.1f} GiB of memory, more than any node has "
+                           f"({largest / GIB:.1f} GiB); set ray_memory_gb in the run config (bench/stages/memory.py "
+                           "says how the request is estimated)")
+
+
 def run_jobs(jobs: list[Job], stage: str) -> None:
     """Submit every job, dependencies as task arguments, and wait, logging each finished one; the first failure
     cancels the rest and is raised here as its own exception type (a user error stays one sentence). Ray does not
@@ -74,6 +85,7 @@ def run_jobs(jobs: list[Job], stage: str) -> None:
     if len({job.key for job in jobs}) != len(jobs):
         raise ValueError(f"[{stage}] two jobs share a key: {sorted(job.key for job in jobs)}")
     gpu_cluster = ray.cluster_resources().get("GPU", 0) > 0
+    check_memory(jobs, max((n["Resources"].get("memory", 0) for n in ray.nodes() if n["Alive"]), default=0))
     task = ray.remote(_run_job)
     refs: dict[str, ray.ObjectRef] = {}
     for job in jobs:
