@@ -27,7 +27,7 @@ def clean_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .judges.llm import EndpointError
+        from .endpoint import EndpointError
         from .serve import ServerError
 
         try:

@@ -126,5 +126,11 @@ def sweep_command(
     console.print(_table(doc))
     for line in doc["extensions"]:
         console.print(f"[bold yellow]edge:[/] {line}")
+    if "chosen_vs_untrained" in doc:
+        d = doc["chosen_vs_untrained"]
+        lo, hi = d["ci95"]
+        verdict = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
+        console.print(f"[bold]chosen vs untrained:[/] {100 * d['difference']:+.1f} points [{100 * lo:+.1f}, "
+                      f"{100 * hi:+.1f}] (paired bootstrap 95 %): {verdict} not training at all")
     console.print(f"[bold green]chosen:[/] {doc['chosen']}  [bold green]trained now:[/] {doc['trained_now']} points  "
                   f"[bold green]written:[/] {path}")

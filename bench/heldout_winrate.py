@@ -126,13 +126,18 @@ class LazyEngine:
             self.started = None
 
 
-def indistinguishable(a: list[float], b: list[float]) -> bool:
-    """True when the paired bootstrap 95 % interval of mean(a) - mean(b) over the same prompts contains 0."""
+def paired_difference(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b) over the same prompts with its paired bootstrap 95 % interval."""
     import numpy as np
 
     from .metrics import interval, resample_weights
 
     diff = np.asarray(a, float) - np.asarray(b, float)
     w = resample_weights(len(diff), N_BOOT, 0)
-    lo, hi = interval(w @ diff / w.sum(1))
+    return {"difference": float(diff.mean()), "ci95": interval(w @ diff / w.sum(1))}
+
+
+def indistinguishable(a: list[float], b: list[float]) -> bool:
+    """True when the paired bootstrap 95 % interval of mean(a) - mean(b) over the same prompts contains 0."""
+    lo, hi = paired_difference(a, b)["ci95"]
     return lo <= 0 <= hi

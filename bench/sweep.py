@@ -275,6 +275,7 @@ def sweep(spec, cls, layers: list[tuple[str, dict]], points: list[dict], root: P
 def _write(run: Sweep, grid: list[dict], swept: list[str], extensions: list[str]) -> Path:
     """The sweep's record, ``sweeps/<recipe>.yaml``: what bench train/run layer in, and what a reader checks."""
     from . import __version__
+    from .heldout_winrate import paired_difference
 
     chosen, cfg = choose(grid), run.cfg
     budget_keys = ("max_steps", "batch_size", "grad_accum", "limit", "max_length", "seed", "val_fraction",
@@ -296,7 +297,10 @@ def _write(run: Sweep, grid: list[dict], swept: list[str], extensions: list[str]
         "bench_version": __version__,
     }
     if run.scorer is not None:
-        doc["untrained"] = {k: v for k, v in run.scorer.base().items() if k != "preferences"}
+        untrained = run.scorer.base()
+        doc["untrained"] = {k: v for k, v in untrained.items() if k != "preferences"}
+        if "preferences" in chosen:  # did the chosen rate buy anything over not training at all?
+            doc["chosen_vs_untrained"] = paired_difference(chosen["preferences"], untrained["preferences"])
         doc["scored_with"] = run.scorer_key
     path = sweep_path(run.spec)
     path.parent.mkdir(parents=True, exist_ok=True)

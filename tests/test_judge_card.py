@@ -67,6 +67,20 @@ def test_shipped_judge_loses_with_every_null_output_on_50_unseen_prompts(unseen5
 
 
 @needs_kit
+def test_the_shipped_judge_calls_two_identical_answers_a_tie():
+    """A checkpoint that answers exactly as the reference (an untrained-looking rate in a sweep) neither wins nor
+    loses: both presentation orders give the same probability, whose mean is 0.5 up to rounding."""
+    from bench.data import user
+    from bench.judges import get
+    from bench.judges.gpt4_pairs import kit_pairs
+
+    pairs = kit_pairs()[:300]
+    answers = [p.output for p in pairs]
+    verdicts = get("mimic-gpt4").compare([user(p.instruction) for p in pairs], answers, answers)
+    assert [v.preference for v in verdicts] == [0.5] * len(pairs)
+
+
+@needs_kit
 def test_null_battery_fails_a_judge_that_only_reads_length(unseen50):
     from bench.judges.card_gpt4 import baselines, null_battery
 

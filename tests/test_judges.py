@@ -154,16 +154,16 @@ def test_llm_judge_backs_off_then_reports_a_down_endpoint(tmp_path, monkeypatch)
     import openai
 
     sleeps = []
-    monkeypatch.setattr("bench.judges.llm.time.sleep", sleeps.append)
+    monkeypatch.setattr("bench.endpoint.time.sleep", sleeps.append)
     err = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
     judge, client = scripted_judge(tmp_path, lambda p, _: err, network_retries=3)
-    with pytest.raises(EndpointError, match="unreachable after 4 attempts.*bench serve"):
+    with pytest.raises(EndpointError, match="unreachable or failing after 4 attempts.*bench serve"):
         judge.compare(PROMPTS[:1], ["x"], ["r"])
     assert sleeps == [1.0, 2.0, 4.0]
 
 
 def test_llm_judge_against_a_closed_port_fails_with_a_clear_message(monkeypatch):
-    monkeypatch.setattr("bench.judges.llm.time.sleep", lambda s: None)
+    monkeypatch.setattr("bench.endpoint.time.sleep", lambda s: None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once the socket closes

@@ -5,6 +5,7 @@ data-parallel generation on CPU give the tiny model's HF tokens."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -29,14 +30,17 @@ def test_binding_has_one_core_list_per_rank():
 
 def test_engine_binding_follows_the_tensor_parallel_size_but_keeps_the_users(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    # a private environment and binding record: a later engine in this process must not find this test's binding
+    # and keep it as the user's (TP=2 then failed in CI with "CPU id list ['0-3'] doesn't match world size 2")
+    monkeypatch.setattr("os.environ", {k: v for k, v in os.environ.items() if k != "VLLM_CPU_OMP_THREADS_BIND"})
+    monkeypatch.setattr("bench.engine._bound", None)
     cpu_vllm_env(2)
-    assert __import__("os").environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1|2-3"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1|2-3"
     cpu_vllm_env(1)  # the next engine in the same process gets its own binding
-    assert __import__("os").environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-3"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-3"
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "2|3")
     cpu_vllm_env(1)
-    assert __import__("os").environ["VLLM_CPU_OMP_THREADS_BIND"] == "2|3"
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "2|3"
 
 
 def test_each_data_parallel_rank_gets_its_slice_of_the_cores(monkeypatch):

@@ -110,6 +110,8 @@ def test_a_best_rate_at_an_edge_extends_the_grid_tenfold_until_inside_or_at_the_
     assert doc["chosen"] == {"learning_rate": 1e-3} and LR_LIMITS[1] == 1e-3
     assert "added 0.001" in doc["extensions"][0] and "not extended" in doc["extensions"][1]
     assert doc["untrained"]["win_rate"] == 0.3 and "preferences" not in doc["grid"][0]
+    gain = doc["chosen_vs_untrained"]  # what the chosen rate bought over not training, with its paired interval
+    assert gain["difference"] == pytest.approx(0.5) and 0 < gain["ci95"][0] < 0.5 < gain["ci95"][1]
     low = lambda lr: {1e-6: 60, 1e-5: 30, 1e-4: 10, 1e-7: 50}.get(lr, 0)  # noqa: E731  best at the low edge, then inside
     doc, _ = _scripted_sweep(tmp_path / "low", low, [1e-6, 1e-5, 1e-4], [])
     assert [g["learning_rate"] for g in doc["grid"]] == [1e-6, 1e-5, 1e-4, 1e-7]

@@ -26,21 +26,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
 from ..cache import Cache, content_key
+from ..endpoint import EndpointError, with_backoff
 from . import register
 from .base import Judgement
 
 log = logging.getLogger("bench.judges")
-
-
-class EndpointError(RuntimeError):
-    """The judge endpoint could not be used (down, refused, unauthorised)."""
 
 
 def annotator_config(name: str) -> dict:
@@ -133,22 +129,7 @@ class LLMJudge:
                 "choices": self.choices}
 
     def _with_backoff(self, fn):
-        import openai
-
-        delay = 1.0
-        for attempt in range(self.network_retries + 1):
-            try:
-                return fn()
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                raise EndpointError(f"judge endpoint {self.base_url} refused the API key ({e}); "
-                                    "set the key's environment variable (judge option api_key_env)") from None
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError, openai.InternalServerError) as e:
-                if attempt == self.network_retries:
-                    raise EndpointError(f"judge endpoint {self.base_url} unreachable after {attempt + 1} attempts "
-                                        f"({type(e).__name__}: {e}); is the server up? (`bench serve MODEL` starts one)") from None
-                log.warning("judge endpoint error (%s); retrying in %.0f s", type(e).__name__, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
+        return with_backoff(fn, role="judge", base_url=self.base_url, retries=self.network_retries)
 
     def _first_model(self) -> str:
         models = self._with_backoff(lambda: self.client.models.list()).data

@@ -151,6 +151,9 @@ def fit(pairs: list[GPT4Pair], seed: int = 0, degenerate: float = 0.05):
     return HistGradientBoostingClassifier(**PARAMS, random_state=seed).fit(x, y, sample_weight=w)
 
 
+TIE = 1e-9  # |p - 0.5| below this is a tie: floating-point noise, not a preference
+
+
 def predict(model, instructions, outputs, references, memo: dict | None = None) -> np.ndarray:
     """P(answer beats reference): the mean of the two presentation orders (antisymmetric by construction)."""
     if not outputs:
@@ -213,7 +216,9 @@ class MimicGPT4Judge:
     def compare(self, prompts, outputs, references) -> list[Judgement]:
         instructions = [_instruction(p) for p in prompts]
         probs = predict(self.model, instructions, list(outputs), list(references), self.memo)
-        return [Judgement(1.0 if p > 0.5 else 0.0 if p < 0.5 else 0.5, {"p": round(float(p), 4)}) for p in probs]
+        # two identical answers give p = 0.5 up to rounding (fwd + 1 - back), which must stay a tie, not a loss
+        return [Judgement(1.0 if p > 0.5 + TIE else 0.0 if p < 0.5 - TIE else 0.5, {"p": round(float(p), 4)})
+                for p in probs]
 
 
 def train(out: Path = DEFAULT_MODEL, seed: int = 0, pair_file: str | None = None) -> dict:

@@ -15,22 +15,16 @@ import hashlib
 import logging
 import os
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..cache import Cache, content_key
 from ..data import DataError
+from ..endpoint import EndpointError, with_backoff
 
 log = logging.getLogger("bench.spa")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DEFAULT_TEMPLATE = {"spa": "revise-v1.txt", "edit": "edit-rejected-v1.txt"}
-
-
-class EndpointError(RuntimeError):
-    """The reviser endpoint is down, refuses us, or keeps answering garbage (one sentence)."""
-
-    user_error = True  # bench's CLI prints it as one line, exit 2
 
 
 def read_template(name: str) -> tuple[str, str]:
@@ -89,29 +83,12 @@ class Reviser:
         return {"model": self.model, "template": self.template_id, "max_tokens": self.max_tokens, "temperature": 0.0}
 
     def _call(self, fn, item: str):
-        """``fn()`` with back-off on network errors and garbage; one sentence when it cannot succeed."""
         import openai
 
-        delay, why = self.backoff, ""
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                raise EndpointError(f"reviser endpoint {self.base_url} refused the API key ({e.status_code}); set "
-                                    "the key's environment variable (option api_key_env)") from None
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError) as e:
-                why = f"unreachable or failing ({type(e).__name__}: {e})"
-            except (openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError) as e:
-                why = f"answered garbage ({type(e).__name__}: {str(e)[:120]})"
-            if attempt == self.retries or self._abort.is_set():
-                break
-            log.warning("reviser endpoint %s %s; retry %d in %.1f s", self.base_url, why, attempt + 1, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30)
-        raise EndpointError(f"reviser endpoint {self.base_url} {why} after {attempt + 1} attempts, at item "
-                            f"{item}; is the server up? (`bench serve MODEL` starts one; without --base-url the "
-                            "build serves --reviser-model itself)")
+        return with_backoff(fn, role="reviser", base_url=self.base_url, retries=self.retries, delay=self.backoff,
+                            garbage=(openai.APIResponseValidationError, ValueError, AttributeError, TypeError, IndexError),
+                            abort=self._abort, where=f", at item {item}",
+                            hint="; without --base-url the build serves --reviser-model itself")
 
     def _first_model(self) -> str:
         models = self._call(lambda: self.client.models.list().data, "(listing models)")
