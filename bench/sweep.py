@@ -266,7 +266,7 @@ def sweep(spec, cls, layers: list[tuple[str, dict]], points: list[dict], root: P
             extensions.append(why if extend or new is None else f"{why.split(':')[0]}; not extended (extend off)")
         if new is None or not extend:
             break
-        path = _write(run, grid, list(points[0]), extensions + ["(extension in progress)"])
+        _write(run, grid, list(points[0]), extensions + ["(extension in progress)"])  # the record so far
         options = {k: v for k, v in best(grid).items() if k in points[0]} | {"learning_rate": new}
         grid.append(run.point(options))
     return _write(run, grid, list(points[0]), extensions)

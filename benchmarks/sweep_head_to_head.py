@@ -21,8 +21,9 @@ import numpy as np
 
 from bench.degeneration import is_degenerate
 from bench.generation import read_rows
-from bench.heldout_winrate import heldout_prompts, paired_difference
+from bench.heldout_winrate import N_BOOT, heldout_prompts
 from bench.judges import get
+from bench.metrics import interval, resample_weights
 
 
 def answers(folder: Path, ids: list[str]) -> list[dict]:
@@ -37,8 +38,8 @@ def head_to_head(judge, prompts, rows: list[dict], base: list[dict]) -> dict:
         bad, base_bad = is_degenerate(r["output"], r["token_ids"]), is_degenerate(b["output"], b["token_ids"])
         if bad != base_bad:
             prefs[k] = 0.0 if bad else 1.0
-    gain = paired_difference(prefs, [0.5] * len(prefs))
-    return {"win_rate_vs_untrained": float(prefs.mean()), "ci95": [0.5 + x for x in gain["ci95"]],
+    w = resample_weights(len(prefs), N_BOOT, 0)  # the resamples the sweep's own intervals use
+    return {"win_rate_vs_untrained": float(prefs.mean()), "ci95": interval(w @ prefs / w.sum(1)),
             "identical_answers": sum(r["output"] == b["output"] for r, b in zip(rows, base)), "n": len(prefs)}
 
 
