@@ -6,13 +6,14 @@ race on the same files; everything a run leaves behind (checkpoints, the final w
 written by rank 0 while the others wait at a barrier. Without a launcher (``WORLD_SIZE`` unset or 1) every
 helper here is a no-op, so single-process runs pay nothing.
 
-Sharded engines (DeepSpeed ZeRO-3, FSDP) hold each weight on one rank only: ``full_parameters`` gathers them
-for the duration of a save, on every rank, as those engines require.
+Sharded engines (DeepSpeed ZeRO-3, FSDP) hold each weight on one rank only: ``whole_model`` gathers them on
+rank 0 for the final save.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -90,23 +91,36 @@ def single_process_only(recipe: str) -> None:
                         f"{world_size()} were launched: run it without accelerate launch or with --num_processes 1")
 
 
-@contextlib.contextmanager
-def full_parameters(trainer) -> Iterator[None]:
-    """Every weight whole on rank 0 for the ``with`` block (entered on every rank): DeepSpeed ZeRO-3 and FSDP
-    shard parameters across ranks, DDP and ZeRO-1/2 keep a full copy everywhere (nothing to gather)."""
-    model = trainer.model_wrapped
-    if getattr(trainer, "is_deepspeed_enabled", False) and _zero_stage(trainer) == 3:
-        import deepspeed
+def weightless_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model``'s modules with every parameter on the meta device (no memory): taken before a sharded engine
+    wraps the model, it is what rank 0 later fills with the gathered weights (``whole_model``)."""
+    memo = {id(p): torch.nn.Parameter(p.detach().to("meta"), requires_grad=p.requires_grad)
+            for p in model.parameters()}
+    return copy.deepcopy(model, memo)  # buffers (rotary tables) are small and copied as they are
 
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            yield
-    elif getattr(trainer, "is_fsdp_enabled", False):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-        with FSDP.summon_full_params(model, writeback=False, rank0_only=True, offload_to_cpu=True):
-            yield
+def whole_model(trainer, skeleton: torch.nn.Module) -> torch.nn.Module | None:
+    """The trained model with every weight whole, on rank 0 (None on the others); called on every rank.
+    FSDP (1 and 2) and DeepSpeed ZeRO-3 shard parameters across ranks: their full state dict is gathered (to
+    rank 0's host memory on GPUs; on CPU onto every rank, since torch's CPU offload of a CPU FSDP1 model
+    segfaults) and fills ``skeleton`` (``weightless_copy`` of the model as the Trainer got it). Calling
+    ``state_dict()`` inside ``summon_full_params`` instead segfaults too. DDP and ZeRO-1/2 keep a full copy
+    everywhere: the model itself."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(trainer.model_wrapped, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=torch.cuda.is_available()))
+    elif getattr(trainer, "is_deepspeed_enabled", False) and _zero_stage(trainer) == 3:
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # needs zero3_save_16bit_model
     else:
-        yield
+        return trainer.model if is_main() else None
+    if not is_main():
+        return None
+    skeleton.load_state_dict(state, assign=True)
+    if hasattr(skeleton, "tie_weights"):
+        skeleton.tie_weights()  # one tensor again for weights the model shares (e.g. embeddings and LM head)
+    return skeleton
 
 
 def _zero_stage(trainer) -> int:

@@ -292,6 +292,7 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         model = apply_lora(model, cfg)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    skeleton = distributed.weightless_copy(model)  # what a sharded engine's gathered weights are saved through
 
     steps_per_epoch = math.ceil(len(train_set) / (cfg.batch_size * cfg.grad_accum))
     args = TrainingArguments(
@@ -330,9 +331,10 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     result = resume_or_finish(trainer, ckpt, cfg.max_steps)
     wall = trainer.bench_prior_seconds + time.perf_counter() - trainer.bench_t0
     final_eval = trainer.evaluate() if val_set else {}
-    with distributed.full_parameters(trainer), distributed.main_writes() as writer:
+    whole = distributed.whole_model(trainer, skeleton)  # on every rank: sharded engines gather the weights
+    with distributed.main_writes() as writer:
         if writer:
-            recipe.save(trainer.model, tokenizer, out, cfg)
+            recipe.save(whole, tokenizer, out, cfg)
     run_info = {
         "recipe": recipe.name,
         "config": to_dict(cfg),

@@ -21,6 +21,27 @@ from pathlib import Path
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
+def fsdp_on_cpu() -> None:
+    """Let accelerate honour an FSDP config on CPU. accelerate 1.15 turns FSDP on only for accelerator
+    devices: with gloo processes it silently runs DDP (``MULTI_CPU``). torch's FSDP itself runs on CPU over
+    gloo, so the one missing step, switching the state to FSDP with the launcher's plugin, is done here; the
+    rest (wrapping, sharded checkpoints, saves) is accelerate's and the Trainer's own GPU code path."""
+    import torch
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    original = AcceleratorState.__init__
+
+    def init(self, *args, fsdp_plugin=None, **kwargs):
+        original(self, *args, fsdp_plugin=fsdp_plugin, **kwargs)
+        if fsdp_plugin is not None and self.distributed_type == DistributedType.MULTI_CPU:
+            self.distributed_type, self.fsdp_plugin = DistributedType.FSDP, fsdp_plugin
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as accelerate does on GPUs
+            self.device = torch.device("cpu")  # not accelerate's "cpu:0", which FSDP finds inconsistent with "cpu"
+
+    AcceleratorState.__init__ = init
+
+
 def main() -> None:
     job = json.loads(sys.argv[1])
     root = str(Path(job["root"]).resolve())
@@ -43,6 +64,8 @@ def main() -> None:
 
     sys.addaudithook(audit)
 
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        fsdp_on_cpu()
     import bench
     from bench import training
 
