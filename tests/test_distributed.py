@@ -1,5 +1,10 @@
-"""Every Trainer recipe under 2 processes (``accelerate launch`` with configs/accelerate/ddp.yaml: DDP over gloo
-on CPU) trains exactly like 1 process at the same global batch, and only rank 0 writes.
+"""Every Trainer recipe under 2 processes (``accelerate launch`` over gloo on CPU, with configs/accelerate/ddp.yaml
+and with configs/accelerate/fsdp.yaml) trains exactly like 1 process at the same global batch, and only rank 0
+writes.
+
+FSDP on CPU: accelerate 1.15 runs an FSDP config as DDP when there is no accelerator, so tests/dist_worker.py
+switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config's ``fsdp_sync_module_states``
+(which asks accelerate for an accelerator device) is turned off: every rank loads the same start weights.
 
 One launch trains sft, figa, dpo, reward-model and token-reward-model for 2 steps of 2 records per rank on
 the tiny model; one plain process trains them for 2 steps of 4 records (tests/dist_worker.py records what
@@ -53,21 +58,33 @@ def _env() -> dict:
             "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _launch(processes: int) -> list[str]:
+def _cpu_config(engine: str, tmp: Path) -> Path:
+    """configs/accelerate/<engine>.yaml as it runs on CPU (FSDP: without the module-state sync, see above)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "accelerate" / f"{engine}.yaml").read_text())
+    if engine == "fsdp":
+        config["fsdp_config"]["fsdp_sync_module_states"] = False
+    path = tmp / f"{engine}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _launch(processes: int, engine: str = "ddp", tmp: Path | None = None) -> list[str]:
     if processes == 1:
         return [sys.executable]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(ROOT / "configs" / "accelerate" / "ddp.yaml"), "--num_processes", str(processes),
-            "--main_process_port", str(_free_port())]
+    config = ROOT / "configs" / "accelerate" / "ddp.yaml" if engine == "ddp" else _cpu_config(engine, tmp)
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+            "--num_processes", str(processes), "--main_process_port", str(_free_port())]
 
 
-def _train(tmp: Path, model: str, data: str, processes: int, batch_size: int) -> Path:
+def _train(tmp: Path, model: str, data: str, processes: int, batch_size: int, engine: str = "ddp") -> Path:
     job = {"root": str(tmp / "out"), "report": str(tmp / "report"), "recipes": RECIPES,
            "options": dict(model=model, data=data, batch_size=batch_size, grad_accum=1, max_steps=2, max_length=64,
                            val_fraction=0.0, max_grad_norm=1.0, learning_rate=1e-3, warmup_ratio=0.0,
                            lr_scheduler="constant", save_steps=1, logging_steps=1),
            "per_recipe": {rm: {"calibration_pairs": 4} for rm in ("reward-model", "token-reward-model")}}
-    proc = subprocess.run([*_launch(processes), str(WORKER), json.dumps(job)], cwd=tmp, env=_env(),
+    proc = subprocess.run([*_launch(processes, engine, tmp), str(WORKER), json.dumps(job)], cwd=tmp, env=_env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return tmp
@@ -82,9 +99,15 @@ def pairs_file(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, tiny_model_dir, pairs_file) -> dict[int, Path]:
-    """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2."""
-    return {n: _train(tmp_path_factory.mktemp(f"procs{n}"), tiny_model_dir, pairs_file, n, 4 // n) for n in (1, 2)}
+def one_process(tmp_path_factory, tiny_model_dir, pairs_file) -> Path:
+    return _train(tmp_path_factory.mktemp("procs1"), tiny_model_dir, pairs_file, 1, 4)
+
+
+@pytest.fixture(scope="module", params=["ddp", "fsdp"])
+def runs(request, tmp_path_factory, tiny_model_dir, pairs_file, one_process) -> dict:
+    """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2 (under each engine)."""
+    two = _train(tmp_path_factory.mktemp(f"procs2-{request.param}"), tiny_model_dir, pairs_file, 2, 2, request.param)
+    return {1: one_process, 2: two, "engine": request.param}
 
 
 def _ranks(run: Path) -> list[dict]:
@@ -93,7 +116,7 @@ def _ranks(run: Path) -> list[dict]:
 
 
 def _trained(runs: dict, recipe: str) -> None:
-    for n, run in runs.items():
+    for n, run in ((1, runs[1]), (2, runs[2])):
         for rank in _ranks(run):
             assert recipe not in rank["errors"], f"{n} process(es): {rank['errors'][recipe][-2000:]}"
 
@@ -158,11 +181,12 @@ def test_checkpoint_loads_and_equals_one_process(runs, recipe):
 def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
     _trained(runs, recipe)
     rank0, rank1 = _ranks(runs[2])
-    # rank 1 writes nothing but its own RNG state (from C++, unseen here) into the checkpoint being staged
-    # (Trainer: exact resume), after making its folder
+    # rank 1 writes only into the checkpoint being staged: its own RNG state (from C++, unseen here; Trainer:
+    # exact resume) after making its folder, and under FSDP its shards of the weights and optimizer state
     other = [w for w in rank1["writes"] if w["path"].startswith(recipe + os.sep)]
-    assert other and all(w["event"] == "os.mkdir" and w["path"].startswith(f"{recipe}/.incomplete")
-                         for w in other), other
+    assert other and all(w["path"].startswith(f"{recipe}/.incomplete") for w in other), other
+    shards = [w for w in other if w["path"].endswith(".distcp")]
+    assert all(w["event"] == "os.mkdir" for w in other) if runs["engine"] == "ddp" else shards, other
     mine = [w for w in rank0["writes"] if w["path"].startswith(recipe + os.sep)]
     done = [w["time"] for w in mine if w["event"] == "os.rename" and w["path"] == f"{recipe}/bench_run.json"]
     assert len(done) == 1
