@@ -1,6 +1,5 @@
-"""Every Trainer recipe under 2 processes (``accelerate launch`` over gloo on CPU, with configs/accelerate/ddp.yaml
-and with configs/accelerate/fsdp.yaml) trains exactly like 1 process at the same global batch, and only rank 0
-writes.
+"""Every Trainer recipe under 2 processes (``accelerate launch`` over gloo on CPU with configs/accelerate/ddp.yaml,
+fsdp.yaml and fsdp2.yaml) trains exactly like 1 process at the same global batch, and only rank 0 writes.
 
 FSDP on CPU: accelerate 1.15 runs an FSDP config as DDP when there is no accelerator, so tests/dist_worker.py
 switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config's ``fsdp_sync_module_states``
@@ -63,7 +62,7 @@ def _cpu_config(engine: str, tmp: Path) -> Path:
     import yaml
 
     config = yaml.safe_load((ROOT / "configs" / "accelerate" / f"{engine}.yaml").read_text())
-    if engine == "fsdp":
+    if engine.startswith("fsdp"):
         config["fsdp_config"]["fsdp_sync_module_states"] = False
     path = tmp / f"{engine}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -103,7 +102,7 @@ def one_process(tmp_path_factory, tiny_model_dir, pairs_file) -> Path:
     return _train(tmp_path_factory.mktemp("procs1"), tiny_model_dir, pairs_file, 1, 4)
 
 
-@pytest.fixture(scope="module", params=["ddp", "fsdp"])
+@pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2"])
 def runs(request, tmp_path_factory, tiny_model_dir, pairs_file, one_process) -> dict:
     """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2 (under each engine)."""
     two = _train(tmp_path_factory.mktemp(f"procs2-{request.param}"), tiny_model_dir, pairs_file, 2, 2, request.param)
