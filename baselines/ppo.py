@@ -11,8 +11,9 @@ token. That is the only difference: both read every other setting from ``PpoConf
 
 The value function is a linear head on the policy's last hidden state. With full fine-tuning (the default,
 as for every method) a frozen copy of the start model is the reference; with LoRA the reference is the same
-network with its adapters disabled, so no second copy is held. Dropout is off throughout so log-probs at
-update time match the rollout's.
+network with its adapters disabled, so no second copy is held. The policy keeps fp32 weights and computes in
+bf16 on CUDA (``autocast``), like the Trainer recipes. Dropout is off throughout so log-probs at update time match
+the rollout's.
 
 Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``reward_mean``/``reward_std``
 (per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
@@ -118,19 +119,26 @@ class PolicyWithValue(torch.nn.Module):
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         kw = dict(input_ids=seqs, attention_mask=attn, position_ids=pos, logits_to_keep=n + 1,
                   output_hidden_states=values)
-        if reference and self.reference is not None:
-            out = self.reference(**kw)
-        elif reference:
-            with self.lm.disable_adapter():
+        with autocast(self.lm.device):
+            if reference and self.reference is not None:
+                out = self.reference(**kw)
+            elif reference:
+                with self.lm.disable_adapter():
+                    out = self.lm(**kw)
+            else:
                 out = self.lm(**kw)
-        else:
-            out = self.lm(**kw)
+            v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
         logits = out.logits[:, :-1].float()
         logp = gather_logprobs(logits, seqs[:, start:])
-        v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
         return logp, v, logits
 
     forward = score
+
+
+def autocast(device: torch.device):
+    """bf16 compute over fp32 master weights on CUDA, as the Trainer recipes do (at the swept learning rates an
+    AdamW step is far below a bf16 weight's resolution, so bf16 weights would not move); nothing on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 def _trim(seqs, attn, start):
@@ -170,11 +178,12 @@ class Ppo:
         return out
 
     def build_policy(self, cfg) -> PolicyWithValue:
-        lm = models.load_model(cfg.model)
+        """fp32 master weights (``autocast`` computes in bf16 on CUDA); the frozen reference in the compute dtype."""
+        lm = models.load_model(cfg.model, dtype=torch.float32)
         lm.generation_config.pad_token_id = lm.generation_config.pad_token_id or lm.config.eos_token_id
         if cfg.lora_r:
             return PolicyWithValue(apply_lora(lm, cfg))
-        reference = copy.deepcopy(lm).eval().requires_grad_(False)
+        reference = copy.deepcopy(lm).to(models.default_dtype()).eval().requires_grad_(False)
         return PolicyWithValue(lm, reference)
 
     # ------------------------------------------------------------------ one iteration
@@ -197,7 +206,8 @@ class Ppo:
                                    max_new_tokens=cfg.max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
             torch.manual_seed(seed + 7919 * distributed.rank())  # ranks draw different samples
             dev = policy.lm.device
-            out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
+            with autocast(dev):
+                out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
             responses = [cut_at(row, eos) for row in out[:, query.size(1):].tolist()]
         ended = torch.tensor([bool(r) and r[-1] == eos for r in responses])
         width = max(1, max(map(len, responses)))
