@@ -50,7 +50,7 @@ from bench import chat, data, distributed, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
 from bench.console import progress
-from bench.logprobs import gather_logprobs
+from bench.policy_value import PolicyWithValue, autocast, trim
 from bench.registry import register
 from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
 from bench.checkpoints import already_trained, fingerprint
@@ -99,53 +99,6 @@ class PpoConfig(TrainConfig):
     lr_scheduler: str = _help("transformers scheduler name", "constant")
     lora_r: int = _help("LoRA rank (0 = full fine-tuning with a frozen reference copy, as every method)", 0)
     lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
-
-
-class PolicyWithValue(torch.nn.Module):
-    """The causal LM and a value head on its last hidden state; ``score`` runs both over response tokens (it is
-    also ``forward``, so DistributedDataParallel sees the update's forward passes)."""
-
-    def __init__(self, lm, reference=None):
-        super().__init__()
-        self.lm = lm
-        self.value_head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=lm.dtype, device=lm.device)
-        torch.nn.init.zeros_(self.value_head.weight)
-        torch.nn.init.zeros_(self.value_head.bias)
-        self.reference = reference  # None: the LoRA model with adapters disabled
-
-    def score(self, seqs, attn, start: int, values: bool = True, reference: bool = False):
-        """Log-probs of ``seqs[:, start:]`` given their prefixes, (values), and the logits that gave them."""
-        n = seqs.size(1) - start
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        kw = dict(input_ids=seqs, attention_mask=attn, position_ids=pos, logits_to_keep=n + 1,
-                  output_hidden_states=values)
-        with autocast(self.lm.device):
-            if reference and self.reference is not None:
-                out = self.reference(**kw)
-            elif reference:
-                with self.lm.disable_adapter():
-                    out = self.lm(**kw)
-            else:
-                out = self.lm(**kw)
-            v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
-        logits = out.logits[:, :-1].float()
-        logp = gather_logprobs(logits, seqs[:, start:])
-        return logp, v, logits
-
-    forward = score
-
-
-def autocast(device: torch.device):
-    """bf16 compute over fp32 master weights on CUDA, as the Trainer recipes do (at the swept learning rates an
-    AdamW step is far below a bf16 weight's resolution, so bf16 weights would not move); nothing on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def _trim(seqs, attn, start):
-    """Drop leading columns that are padding in every row (prompts are left-padded to the longest)."""
-    first = int((attn[:, :start].sum(0) > 0).nonzero()[0]) if attn[:, :start].any() else start - 1
-    first = min(first, start - 1)
-    return seqs[:, first:], attn[:, first:], start - first
 
 
 @register("ppo")
@@ -224,7 +177,7 @@ class Ppo:
         dev = policy.lm.device
         for i in range(0, len(seqs), cfg.forward_batch_size):
             s, a = seqs[i: i + cfg.forward_batch_size].to(dev), attn[i: i + cfg.forward_batch_size].to(dev)
-            s, a, st = _trim(s, a, start)
+            s, a, st = trim(s, a, start)
             logp, values, logits = policy.score(s, a, st)
             parts["logp"].append(logp.cpu())
             parts["values"].append(values.cpu())
@@ -244,7 +197,7 @@ class Ppo:
             order = torch.randperm(len(seqs), generator=gen)
             for i in range(0, len(seqs), size):
                 idx = order[i: i + size]
-                s, a, st = _trim(seqs[idx].to(dev), attn[idx].to(dev), start)
+                s, a, st = trim(seqs[idx].to(dev), attn[idx].to(dev), start)
                 logp, values, _ = model(s, a, st)
                 m = old["mask"][idx].to(dev)
                 pl, clip_frac, approx_kl = ppo_core.policy_loss(logp, old["logp"][idx].to(dev), old["advantages"][idx].to(dev),
