@@ -11,8 +11,9 @@ token. That is the only difference: both read every other setting from ``PpoConf
 
 The value function is a linear head on the policy's last hidden state. With full fine-tuning (the default,
 as for every method) a frozen copy of the start model is the reference; with LoRA the reference is the same
-network with its adapters disabled, so no second copy is held. Dropout is off throughout so log-probs at
-update time match the rollout's.
+network with its adapters disabled, so no second copy is held. The policy keeps fp32 weights and computes in
+bf16 on CUDA (``autocast``), like the Trainer recipes. Dropout is off throughout so log-probs at update time match
+the rollout's.
 
 Outputs in ``output_dir``: ``ppo_log.jsonl``, one line per iteration with ``reward_mean``/``reward_std``
 (per-response total of the plugin's normalised reward), ``total_reward_mean`` (after KL and the no-eos
@@ -22,8 +23,13 @@ penalty), ``kl`` (per-response sum of log pi - log ref), ``kl_coef``, ``entropy`
 ``time_logprobs``, ``time_update``); ``ppo_state.pt`` (resume point, every ``save_steps`` iterations); and
 at the end an ordinary merged causal-LM checkpoint plus ``bench_run.json``.
 
-PPO runs in one process: under ``accelerate launch`` with N > 1 it stops with one sentence before loading
-anything (each rank would roll out and update the same prompts alone, unsynchronised).
+Under ``accelerate launch`` with N processes (as AlpacaFarm's PPO): each rank takes its contiguous 1/N of every
+iteration's prompts, rolls them out (its own vLLM engine on its own devices), scores them and updates with
+minibatches of ``batch_size / N``; the policy is wrapped in DistributedDataParallel, so gradients are averaged over
+ranks, and each rank's loss is weighted by its share of the minibatch's tokens, so an update equals one process's
+on the whole minibatch. Whitening and the logged statistics are over every rank's responses; rank 0 decides
+"already trained" and alone writes the log, the resume state and the checkpoint. ``rollout_batch`` and
+``batch_size`` must divide by N (one sentence otherwise).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from bench import chat, data, distributed, models, ppo_core, rewards
 from bench.atomic import atomic_write_json
 from bench.config import TrainConfig, to_dict
 from bench.console import progress
-from bench.logprobs import gather_logprobs
+from bench.policy_value import PolicyWithValue, autocast, trim
 from bench.registry import register
 from bench.rollouts import PromptSchedule, cut_at, engine_rollout, left_pad, policy_weights, rollout_engine
 from bench.checkpoints import already_trained, fingerprint
@@ -95,43 +101,6 @@ class PpoConfig(TrainConfig):
     lora_dropout: float = _help("LoRA dropout (off: PPO ratios need deterministic log-probs)", 0.0)
 
 
-class PolicyWithValue(torch.nn.Module):
-    """The causal LM and a value head on its last hidden state; ``score`` runs both over response tokens."""
-
-    def __init__(self, lm, reference=None):
-        super().__init__()
-        self.lm = lm
-        self.value_head = torch.nn.Linear(lm.config.hidden_size, 1, dtype=lm.dtype, device=lm.device)
-        torch.nn.init.zeros_(self.value_head.weight)
-        torch.nn.init.zeros_(self.value_head.bias)
-        self.reference = reference  # None: the LoRA model with adapters disabled
-
-    def score(self, seqs, attn, start: int, values: bool = True, reference: bool = False):
-        """Log-probs of ``seqs[:, start:]`` given their prefixes, (values), and the logits that gave them."""
-        n = seqs.size(1) - start
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        kw = dict(input_ids=seqs, attention_mask=attn, position_ids=pos, logits_to_keep=n + 1,
-                  output_hidden_states=values)
-        if reference and self.reference is not None:
-            out = self.reference(**kw)
-        elif reference:
-            with self.lm.disable_adapter():
-                out = self.lm(**kw)
-        else:
-            out = self.lm(**kw)
-        logits = out.logits[:, :-1].float()
-        logp = gather_logprobs(logits, seqs[:, start:])
-        v = self.value_head(out.hidden_states[-1][:, start - 1: -1]).squeeze(-1).float() if values else None
-        return logp, v, logits
-
-
-def _trim(seqs, attn, start):
-    """Drop leading columns that are padding in every row (prompts are left-padded to the longest)."""
-    first = int((attn[:, :start].sum(0) > 0).nonzero()[0]) if attn[:, :start].any() else start - 1
-    first = min(first, start - 1)
-    return seqs[:, first:], attn[:, first:], start - first
-
-
 @register("ppo")
 class Ppo:
     Config = PpoConfig
@@ -162,23 +131,25 @@ class Ppo:
         return out
 
     def build_policy(self, cfg) -> PolicyWithValue:
-        lm = models.load_model(cfg.model)
+        """fp32 master weights (``autocast`` computes in bf16 on CUDA); the frozen reference in the compute dtype."""
+        lm = models.load_model(cfg.model, dtype=torch.float32)
         lm.generation_config.pad_token_id = lm.generation_config.pad_token_id or lm.config.eos_token_id
         if cfg.lora_r:
             return PolicyWithValue(apply_lora(lm, cfg))
-        reference = copy.deepcopy(lm).eval().requires_grad_(False)
+        reference = copy.deepcopy(lm).to(models.default_dtype()).eval().requires_grad_(False)
         return PolicyWithValue(lm, reference)
 
     # ------------------------------------------------------------------ one iteration
     @torch.no_grad()
-    def rollout(self, policy, batch, tokenizer, cfg, iteration: int, engine=None):
+    def rollout(self, policy, batch, tokenizer, cfg, iteration: int, engine=None, first: int = 0):
         """Sample one response per prompt (greedy if ``temperature`` is 0); returns the padded sequences,
-        their attention mask, where responses start, the response mask and which responses ended."""
+        their attention mask, where responses start, the response mask and which responses ended. ``first``:
+        the index of ``batch[0]`` in the iteration's prompts (vLLM seeds each prompt by its index)."""
         query, qmask = left_pad([ids for _, ids in batch], tokenizer.pad_token_id)
         eos = tokenizer.eos_token_id
         seed = cfg.seed * 1_000_003 + iteration  # resume-stable sampling
         if engine is not None:
-            responses = engine_rollout(engine, [ids for _, ids in batch], cfg, eos, seed)
+            responses = engine_rollout(engine, [ids for _, ids in batch], cfg, eos, seed, first)
         else:
             from transformers import GenerationConfig
 
@@ -186,9 +157,10 @@ class Ppo:
             gen = GenerationConfig(do_sample=sample, temperature=cfg.temperature if sample else None,
                                    top_k=0 if sample else None, top_p=1.0 if sample else None,
                                    max_new_tokens=cfg.max_new_tokens, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + 7919 * distributed.rank())  # ranks draw different samples
             dev = policy.lm.device
-            out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
+            with autocast(dev):
+                out = policy.lm.generate(input_ids=query.to(dev), attention_mask=qmask.to(dev), generation_config=gen).cpu()
             responses = [cut_at(row, eos) for row in out[:, query.size(1):].tolist()]
         ended = torch.tensor([bool(r) and r[-1] == eos for r in responses])
         width = max(1, max(map(len, responses)))
@@ -205,7 +177,7 @@ class Ppo:
         dev = policy.lm.device
         for i in range(0, len(seqs), cfg.forward_batch_size):
             s, a = seqs[i: i + cfg.forward_batch_size].to(dev), attn[i: i + cfg.forward_batch_size].to(dev)
-            s, a, st = _trim(s, a, start)
+            s, a, st = trim(s, a, start)
             logp, values, logits = policy.score(s, a, st)
             parts["logp"].append(logp.cpu())
             parts["values"].append(values.cpu())
@@ -213,36 +185,48 @@ class Ppo:
             parts["ref"].append(policy.score(s, a, st, values=False, reference=True)[0].cpu())
         return {k: torch.cat(v) for k, v in parts.items()}
 
-    def update(self, policy, optimizer, scheduler, seqs, attn, start, old, cfg, iteration: int) -> dict:
+    def update(self, model, optimizer, scheduler, seqs, attn, start, old, cfg, iteration: int) -> dict:
+        """``ppo_epochs`` passes over this rank's responses in minibatches of its share of ``batch_size``.
+        ``model``: the policy, wrapped by ``distributed.synchronised`` under a launcher."""
         stats = {"policy_loss": [], "value_loss": [], "clip_frac": [], "value_clip_frac": [], "approx_kl": []}
-        dev = policy.lm.device
+        dev = next(model.parameters()).device
         gen = torch.Generator().manual_seed(cfg.seed + iteration)
-        params = [p for p in policy.parameters() if p.requires_grad]
+        params = [p for p in model.parameters() if p.requires_grad]
+        size = distributed.per_rank(cfg.batch_size, "batch_size", f"{self.name} config")
         for _ in range(cfg.ppo_epochs):
             order = torch.randperm(len(seqs), generator=gen)
-            for i in range(0, len(seqs), cfg.batch_size):
-                idx = order[i: i + cfg.batch_size]
-                s, a, st = _trim(seqs[idx].to(dev), attn[idx].to(dev), start)
-                logp, values, _ = policy.score(s, a, st)
+            for i in range(0, len(seqs), size):
+                idx = order[i: i + size]
+                s, a, st = trim(seqs[idx].to(dev), attn[idx].to(dev), start)
+                logp, values, _ = model(s, a, st)
                 m = old["mask"][idx].to(dev)
                 pl, clip_frac, approx_kl = ppo_core.policy_loss(logp, old["logp"][idx].to(dev), old["advantages"][idx].to(dev),
                                                                 m, cfg.clip_range)
                 vl, vclip = ppo_core.value_loss(values, old["values"][idx].to(dev), old["returns"][idx].to(dev), m,
                                                 cfg.clip_range_value)
-                (pl + cfg.vf_coef * vl).backward()
+                # the losses are means over this rank's tokens; weighted by its share of the minibatch's tokens
+                # (and times N, which the ranks' gradient average divides out), the update is the whole minibatch's
+                tokens = m.sum()
+                share = tokens / distributed.all_sum(tokens).clamp(min=1)
+                ((pl + cfg.vf_coef * vl) * share * distributed.world_size()).backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                for k, v in zip(stats, (pl, vl, clip_frac, vclip, approx_kl)):
-                    stats[k].append(float(v.detach()))
+                summed = distributed.all_sum(torch.stack([pl, vl, clip_frac, vclip, approx_kl]).detach() * share)
+                for k, v in zip(stats, summed.tolist()):
+                    stats[k].append(v)
         return {k: sum(v) / len(v) for k, v in stats.items()}
 
-    def iteration(self, policy, reward_fn, kl, optimizer, scheduler, batch, tokenizer, cfg, it: int,
+    def iteration(self, model, reward_fn, kl, optimizer, scheduler, batch, tokenizer, cfg, it: int,
                   engine=None) -> dict:
+        """One rollout, scoring and update of the iteration's prompts ``batch`` (this rank's share of them)."""
+        policy = getattr(model, "module", model)  # the policy itself, unwrapped where no gradient flows
         t0 = time.perf_counter()
         sync = engine.load_state_dict(policy_weights(policy.lm)) if engine is not None else 0.0
-        seqs, attn, start, mask, ended = self.rollout(policy, batch, tokenizer, cfg, it, engine)
+        batch = distributed.share(batch, "rollout_batch", f"{self.name} config")
+        first = len(batch) * distributed.rank()
+        seqs, attn, start, mask, ended = self.rollout(policy, batch, tokenizer, cfg, it, engine, first)
         t1 = time.perf_counter()
         response_ids = [seqs[b, start: start + int(mask[b].sum())].tolist() for b in range(len(seqs))]
         scores_rows = reward_fn([p for p, _ in batch], [ids for _, ids in batch], response_ids)
@@ -257,25 +241,30 @@ class Ppo:
         token_rewards, kl_tokens = ppo_core.assemble_rewards(scores, old["logp"], old["ref"], mask, kl.coef, ended,
                                                              cfg.no_eos_penalty)
         if cfg.whiten_rewards:
-            token_rewards = ppo_core.masked_whiten(token_rewards, mask, shift_mean=False)
+            token_rewards = ppo_core.masked_whiten(token_rewards, mask, shift_mean=False, all_sum=distributed.all_sum)
         advantages, returns = ppo_core.gae(token_rewards, old["values"], mask, cfg.gamma, cfg.lam)
         if cfg.whiten_advantages:
-            advantages = ppo_core.masked_whiten(advantages, mask)
+            advantages = ppo_core.masked_whiten(advantages, mask, all_sum=distributed.all_sum)
         old.update(mask=mask, advantages=advantages, returns=returns)
-        stats = self.update(policy, optimizer, scheduler, seqs, attn, start, old, cfg, it)
+        stats = self.update(model, optimizer, scheduler, seqs, attn, start, old, cfg, it)
         t4 = time.perf_counter()
-        kl_per_seq = kl_tokens.sum(1)
+        # per response, then every rank's responses together: the statistics of the whole batch
+        per_response = torch.stack([scores.sum(1), (token_rewards * mask).sum(1), kl_tokens.sum(1), mask.sum(1),
+                                    ended.float(), (old["entropy"] * mask).sum(1), (old["values"] * mask).sum(1)], 1)
+        total, total_reward, kl_seq, length, ended_all, entropy, value = torch.tensor(
+            distributed.gather(per_response.tolist())).T
+        tokens = length.sum().clamp(min=1)
         record = {
             "iteration": it + 1,
-            "reward_mean": float(scores.sum(1).mean()),
-            "reward_std": float(scores.sum(1).std()) if len(scores) > 1 else 0.0,
-            "total_reward_mean": float((token_rewards * mask).sum(1).mean()),
-            "kl": float(kl_per_seq.mean()),
+            "reward_mean": float(total.mean()),
+            "reward_std": float(total.std()) if len(total) > 1 else 0.0,
+            "total_reward_mean": float(total_reward.mean()),
+            "kl": float(kl_seq.mean()),
             "kl_coef": kl.coef,
-            "entropy": float(ppo_core.masked_mean(old["entropy"], mask)),
-            "response_length": float(mask.sum(1).mean()),
-            "ended_frac": float(ended.float().mean()),
-            "value_mean": float(ppo_core.masked_mean(old["values"], mask)),
+            "entropy": float(entropy.sum() / tokens),
+            "response_length": float(length.mean()),
+            "ended_frac": float(ended_all.mean()),
+            "value_mean": float(value.sum() / tokens),
             **stats,
             "lr": scheduler.get_last_lr()[0],
             "time_sync": sync,
@@ -286,24 +275,26 @@ class Ppo:
             "time_update": t4 - t3,
             "time_total": t4 - t0,
         }
-        kl.update(record["kl"], len(seqs))
+        kl.update(record["kl"], len(total))
         return record
 
     # ------------------------------------------------------------------ the run
     def run(self, cfg) -> Path:
         from transformers import get_scheduler, set_seed
 
-        distributed.single_process_only(self.name)
+        for field in ("rollout_batch", "batch_size"):  # before anything loads
+            distributed.per_rank(getattr(cfg, field), field, f"{self.name} config")
         set_seed(cfg.seed)
+        distributed.init()
         out = output_dir(self, cfg)
         inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}
-        if already_trained(out, cfg, inputs, resume_state=("ppo_state.pt", "ppo_log.jsonl")):  # a new RM: retrain
+        if distributed.decided_by_main(  # a new RM: retrain
+                lambda: already_trained(out, cfg, inputs, resume_state=("ppo_state.pt", "ppo_log.jsonl"))):
             return out
         tokenizer = models.load_tokenizer(cfg.model)
         prompts = self.load_prompts(cfg, tokenizer)
         iterations = cfg.max_steps if cfg.max_steps > 0 else math.ceil(len(prompts) * cfg.epochs / cfg.rollout_batch)
         reward_fn = rewards.build(cfg.reward_model, tokenizer, dense=self.dense, normalize=cfg.normalize_reward)
-        out.mkdir(parents=True, exist_ok=True)
         policy = self.build_policy(cfg)
         policy.eval()  # no dropout anywhere: ratios compare deterministic log-probs
         params = [p for p in policy.parameters() if p.requires_grad]
@@ -317,24 +308,31 @@ class Ppo:
         log_path = out / "ppo_log.jsonl"
         t0 = time.perf_counter()
         states = 0 if optimizer.state else 2 * sum(p.numel() * p.element_size() for p in params)  # AdamW's two moments
+        model = distributed.synchronised(policy)
         with rollout_engine(cfg, prompts, states) if first < iterations else contextlib.nullcontext() as engine:
             for it in range(first, iterations):
-                record = self.iteration(policy, reward_fn, kl, optimizer, scheduler,
+                record = self.iteration(model, reward_fn, kl, optimizer, scheduler,
                                         schedule.batch(it, cfg.rollout_batch), tokenizer, cfg, it, engine)
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if (it + 1) % max(cfg.logging_steps, 1) == 0:
-                    log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1, record["reward_mean"],
-                             record["kl"], record["response_length"], record["time_total"])
-                progress(f"{self.name} {out.name}: PPO iterations", it + 1, iterations)
+                if distributed.is_main():
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    if (it + 1) % max(cfg.logging_steps, 1) == 0:
+                        log.info("%s it %d: reward %.3f kl %.3f len %.1f (%.0fs)", self.name, it + 1,
+                                 record["reward_mean"], record["kl"], record["response_length"], record["time_total"])
+                    progress(f"{self.name} {out.name}: PPO iterations", it + 1, iterations)
                 if (it + 1) % max(cfg.save_steps, 1) == 0 and it + 1 < iterations:
-                    self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
-        self.save(policy, tokenizer, out)
-        atomic_write_json(out / "bench_run.json", {  # bench/atomic.py
-            "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),
-            "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
-            "iterations": iterations, "train_seconds": time.perf_counter() - t0,
-        }, default=str)
+                    with distributed.main_writes() as writer:
+                        if writer:
+                            self.checkpoint(out, policy, optimizer, scheduler, kl, it + 1)
+        with distributed.main_writes() as writer:
+            if writer:
+                self.save(policy, tokenizer, out)
+                atomic_write_json(out / "bench_run.json", {  # bench/atomic.py; after the weights: finished
+                    "recipe": self.name, "config": to_dict(cfg), "inputs": inputs, "model_source": models.resolve(cfg.model),
+                    "chat_template_hash": chat.template_hash(tokenizer), "n_prompts": len(prompts),
+                    "iterations": iterations, "train_seconds": time.perf_counter() - t0,
+                    "processes": distributed.world_size(),
+                }, default=str)
         return out
 
     def checkpoint(self, out: Path, policy, optimizer, scheduler, kl, iteration: int) -> None:
@@ -347,11 +345,12 @@ class Ppo:
     def resume(self, out: Path, policy, optimizer, scheduler, kl) -> int:
         """Load ``ppo_state.pt`` if present; drop log lines written after it. Returns the next iteration."""
         path, log_path = out / "ppo_state.pt", out / "ppo_log.jsonl"
-        state = torch.load(path, weights_only=False) if path.exists() else None
+        state = torch.load(path, weights_only=False, map_location="cpu") if path.exists() else None
         first = state["iteration"] if state else 0
-        if log_path.exists():
-            kept = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["iteration"] <= first]
-            log_path.write_text("".join(l + "\n" for l in kept))
+        with distributed.main_writes() as writer:
+            if writer and log_path.exists():
+                kept = [l for l in log_path.read_text().splitlines() if l and json.loads(l)["iteration"] <= first]
+                log_path.write_text("".join(l + "\n" for l in kept))
         if state:
             missing = policy.load_state_dict(state["params"], strict=False)
             if missing.unexpected_keys:

@@ -65,11 +65,14 @@ def train(
         check_option(option, value, rule)
     cls, cfg = train_config(recipe, config, parse_overrides(set_ or []), model=model, data=data, output_dir=output_dir,
                             max_steps=max_steps, limit=limit, lora_r=lora_r, seed=seed, skip_invalid=skip_invalid or None)
-    console.print_json(data=to_dict(cfg))
+    from . import distributed
     from .training import run_recipe
 
+    if distributed.is_main():  # under a launcher: said once, not once per process
+        console.print_json(data=to_dict(cfg))
     out = run_recipe(cls, cfg)
-    console.print(f"[bold green]checkpoint:[/] {out}")
+    if distributed.is_main():
+        console.print(f"[bold green]checkpoint:[/] {out}")
 
 
 @data_app.command("list")

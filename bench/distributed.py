@@ -83,14 +83,6 @@ def main_writes() -> Iterator[bool]:
         barrier()
 
 
-def single_process_only(recipe: str) -> None:
-    """Refuse to start a recipe that cannot yet split its work across processes (one clear sentence)."""
-    if world_size() > 1:
-        raise DataError("accelerate launch", None, "num_processes",
-                        f"{recipe} runs in one process only (its rollouts are not sharded across ranks), but "
-                        f"{world_size()} were launched: run it without accelerate launch or with --num_processes 1")
-
-
 def weightless_copy(model: torch.nn.Module) -> torch.nn.Module:
     """``model``'s modules with every parameter on the meta device (no memory): taken before a sharded engine
     wraps the model, it is what rank 0 later fills with the gathered weights (``whole_model``)."""
@@ -126,3 +118,39 @@ def whole_model(trainer, skeleton: torch.nn.Module) -> torch.nn.Module | None:
 def _zero_stage(trainer) -> int:
     plugin = trainer.accelerator.state.deepspeed_plugin
     return int(plugin.zero_stage) if plugin is not None else 0
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """``t`` summed over the ranks (a new tensor, on every rank); ``t`` itself alone."""
+    if not _active():
+        return t
+    t = t.detach().clone()
+    torch.distributed.all_reduce(t)
+    return t
+
+
+def per_rank(n: int, field: str, source: str) -> int:
+    """``n`` (``field`` of ``source``) split over the ranks: it must divide by their number, or the ranks would
+    not take the same steps (one sentence otherwise)."""
+    if n % world_size():
+        raise DataError(source, None, field, f"{field} = {n} does not divide by the {world_size()} launched "
+                                             f"processes: make it a multiple of {world_size()}")
+    return n // world_size()
+
+
+def share(items: list, field: str, source: str) -> list:
+    """This rank's contiguous, equal share of ``items`` (``per_rank``); all of them alone."""
+    k = per_rank(len(items), field, source)
+    return items[rank() * k: (rank() + 1) * k]
+
+
+def synchronised(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel under a launcher: its forward, then ``backward()``, leave every
+    rank with the gradient averaged over ranks (rank 0's weights broadcast first); ``module`` itself alone."""
+    if not _active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(module.parameters()).device
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False)

@@ -22,10 +22,14 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Zero mean (optionally), unit variance over the masked entries; padding stays where it was."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, all_sum=None) -> torch.Tensor:
+    """Zero mean (optionally), unit variance over the masked entries; padding stays where it was.
+    ``all_sum`` sums a tensor over processes that each hold part of the batch: the moments are then the whole
+    batch's (``bench.distributed.all_sum``), as one process holding all of it would compute them."""
+    total = all_sum or (lambda t: t)
+    count = total(mask.sum()).clamp(min=1)
+    mean = total((x * mask).sum()) / count
+    var = total(((x - mean) ** 2 * mask).sum()) / count
     out = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         out = out + mean

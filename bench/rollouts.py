@@ -5,10 +5,16 @@ the padding both rollout paths share. PPO and fine-grained PPO use it; so can an
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
-from . import models
+from . import distributed, models
+
+# What a launcher (accelerate, torchrun) tells its processes about their world; a rank's rollout engine is a
+# world of its own, so its processes must not see them.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                      "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,11 +45,14 @@ def cut_at(row: list[int], eos: int) -> list[int]:
     return row[: row.index(eos) + 1] if eos in row else row
 
 
-def engine_rollout(engine, prompts: list[list[int]], cfg, eos: int, seed: int) -> list[list[int]]:
+def engine_rollout(engine, prompts: list[list[int]], cfg, eos: int, seed: int, first: int = 0) -> list[list[int]]:
+    """One sampled response per prompt; prompt b is seeded by ``first + b``, its index in the iteration's prompts,
+    so a rank holding part of them draws what one process holding all of them would."""
     from vllm import SamplingParams
 
     params = [SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=1.0,
-                             seed=seed * 1009 + b, stop_token_ids=[eos], detokenize=False) for b in range(len(prompts))]
+                             seed=seed * 1009 + first + b, stop_token_ids=[eos], detokenize=False)
+              for b in range(len(prompts))]
     out = []
     for o in engine.generate(prompts, params):
         c = o.outputs[0]
@@ -104,7 +113,36 @@ def rollout_engine(cfg, prompts, optimizer_bytes: int = 0):
     from .engine import Engine
 
     longest = max(len(ids) for _, ids in prompts)
-    with Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
-                max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed, seeded_sampling=True,
-                gpu_memory_utilization=rollout_gpu_share(cfg, optimizer_bytes)) as engine:
+    with own_devices():  # only while it starts: training goes on in the launcher's world
+        engine = Engine(models.resolve(cfg.model), max_num_seqs=cfg.rollout_batch, kv_cache_gb=cfg.rollout_kv_cache_gb,
+                        max_model_len=longest + cfg.max_new_tokens + 1, seed=cfg.seed, seeded_sampling=True,
+                        gpu_memory_utilization=rollout_gpu_share(cfg, optimizer_bytes))
+    with engine:
         yield engine
+
+
+@contextlib.contextmanager
+def own_devices():
+    """While a rank starts its rollout engine: the engine's processes see only this rank's devices (its GPU, or on
+    CPU its share of the cores, ``bench.data_parallel.rank_env``) and none of the launcher's variables. Alone:
+    nothing changes."""
+    if distributed.world_size() == 1:
+        yield
+        return
+    from .data_parallel import rank_env
+
+    local = int(os.environ.get("LOCAL_RANK", distributed.rank()))
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", distributed.world_size()))
+    devices = rank_env(local, ranks, 1)
+    saved = {name: os.environ.get(name) for name in (*LAUNCHER_VARIABLES, *devices)}
+    for name in LAUNCHER_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(devices)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

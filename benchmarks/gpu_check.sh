@@ -42,6 +42,12 @@ timed train-ppo "$BENCH" train ppo --model "$MODEL" --max-steps 2 "${PPO[@]}" --
   --set reward_model="$OUT/ckpt/reward-model" --output-dir "$OUT/ckpt/ppo"
 timed train-fg-ppo "$BENCH" train fg-ppo --model "$MODEL" --max-steps 2 "${PPO[@]}" --set limit=32 \
   --set reward_model="$OUT/ckpt/token-reward-model" --output-dir "$OUT/ckpt/fg-ppo"
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then  # the same jobs on 2 GPUs (DDP): same global batch, compare the logs
+  DDP=("$PY" -m accelerate.commands.launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m bench.cli)
+  timed train-sft-2gpu "${DDP[@]}" train sft "${COMMON[@]/batch_size=4/batch_size=2}" --output-dir "$OUT/ckpt/sft-2gpu"
+  timed train-ppo-2gpu "${DDP[@]}" train ppo --model "$MODEL" --max-steps 2 "${PPO[@]}" --set limit=32 \
+    --set reward_model="$OUT/ckpt/reward-model" --output-dir "$OUT/ckpt/ppo-2gpu"
+fi
 timed generate "$BENCH" generate "$OUT/ckpt/sft" --eval-set alpaca_eval --max-new-tokens 512 --backend vllm \
   --output-dir "$OUT/generations"
 timed suite "$BENCH" suite "$OUT/ckpt/sft" --suite figa

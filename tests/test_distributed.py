@@ -7,7 +7,8 @@ switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config'
 
 One launch trains sft, figa, dpo, reward-model and token-reward-model for 2 steps of 2 records per rank on
 the tiny model; one plain process trains them for 2 steps of 4 records (tests/dist_worker.py records what
-each rank saw and wrote). The data (8 pairs) divides evenly. PPO under 2 processes refuses with one sentence.
+each rank saw and wrote). The data (8 pairs) divides evenly. PPO and fg-PPO under 2 processes (each rank rolls
+out half of every iteration's prompts) log, and end with, what one process does.
 """
 
 from __future__ import annotations
@@ -196,12 +197,80 @@ def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
         assert (out / weights).stat().st_mtime_ns <= finished, weights
 
 
-def test_ppo_refuses_two_processes(tmp_path, tiny_model_dir, pairs_file):
-    cmd = [*_launch(2), "-m", "bench.cli", "train", "ppo", "--model", tiny_model_dir, "--data", pairs_file,
-           "--output-dir", str(tmp_path / "ppo"), "--max-steps", "1", "--set", "reward_model=token-id:5",
-           "--set", "rollout_batch=2", "--set", "batch_size=2", "--set", "max_new_tokens=4", "--set", "rollout_backend=hf"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+PPO_STATS = ["reward_mean", "reward_std", "total_reward_mean", "kl", "entropy", "response_length", "value_mean",
+             "value_loss", "clip_frac", "approx_kl"]
+
+
+def _emitted_token(model: str, pairs: str) -> int:
+    """A token the tiny model emits when it answers greedily, so ``token-id:N`` rewards differ between responses."""
+    from collections import Counter
+
+    from bench import chat, models
+
+    lm, tok = models.load_model(model), models.load_tokenizer(model)
+    counts = Counter()
+    for line in Path(pairs.split("?")[0]).read_text().splitlines()[:4]:
+        ids = torch.tensor([chat.prompt_ids(tok, [{"role": "user", "content": json.loads(line)["q"]}])])
+        out = lm.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.eos_token_id)
+        counts.update(out[0, ids.size(1):].tolist())
+    return counts.most_common(2)[-1][0]  # not the commonest: some responses have it and some do not
+
+
+def _ppo(tmp: Path, recipe: str, model: str, pairs: str, processes: int, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [*_launch(processes), "-m", "bench.cli", "train", recipe, "--model", model, "--data", pairs,
+           "--output-dir", str(tmp / recipe), "--max-steps", "2", "--set", f"reward_model=token-id:{_emitted_token(model, pairs)}",
+           "--set", "rollout_batch=4", "--set", "batch_size=4", "--set", "ppo_epochs=1", "--set", "max_new_tokens=6",
+           "--set", "rollout_backend=hf", "--set", "temperature=0.0001", "--set", "learning_rate=1e-3",
+           "--set", "val_fraction=0", "--set", "normalize_reward=false", *extra]
+    return subprocess.run(cmd, cwd=tmp, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def _one_and_two_processes(tmp_path_factory, recipe, model, pairs, *extra) -> dict[int, Path]:
+    runs = {}
+    for n in (1, 2):
+        runs[n] = tmp_path_factory.mktemp(f"{recipe}{n}")
+        proc = _ppo(runs[n], recipe, model, pairs, n, *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return runs
+
+
+def _same_iterations(runs: dict[int, Path], recipe: str) -> None:
+    logs = {n: [json.loads(l) for l in (runs[n] / recipe / "ppo_log.jsonl").read_text().splitlines()] for n in runs}
+    assert [r["iteration"] for r in logs[2]] == [1, 2]  # rank 0 alone logs, once per iteration
+    assert logs[1][1]["kl"] > 0.1  # the first update moved the policy
+    for one, two in zip(logs[1], logs[2]):
+        for stat in PPO_STATS:
+            assert two[stat] == pytest.approx(one[stat], rel=1e-3, abs=1e-5), (one["iteration"], stat)
+
+
+@pytest.mark.parametrize("recipe", ["ppo", "fg-ppo"])
+def test_ppo_under_two_processes_updates_like_one(tmp_path_factory, tiny_model_dir, pairs_file, recipe):
+    """Near-greedy rollouts (temperature 1e-4) make both runs roll out the same responses, so iteration 2's
+    rollout statistics (KL to the reference, values) show that iteration 1's update was the same."""
+    runs = _one_and_two_processes(tmp_path_factory, recipe, tiny_model_dir, pairs_file)
+    first = json.loads((runs[1] / recipe / "ppo_log.jsonl").read_text().splitlines()[0])
+    assert 0 < first["reward_mean"] < 1 and first["reward_std"] > 0  # whitening has something to do
+    _same_iterations(runs, recipe)
+    from safetensors.torch import load_file
+
+    assert json.loads((runs[2] / recipe / "bench_run.json").read_text())["processes"] == 2
+    a, b = (load_file(runs[n] / recipe / "model.safetensors") for n in (1, 2))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-4), name
+
+
+@pytest.mark.vllm
+def test_ppo_with_vllm_rollouts_under_two_processes_samples_like_one(tmp_path_factory, tiny_model_dir, pairs_file):
+    """Each rank starts its own engine on its own cores; prompts are seeded by their index in the iteration, so
+    sampling at temperature 1 draws what one process draws, and the runs agree."""
+    runs = _one_and_two_processes(tmp_path_factory, "ppo", tiny_model_dir, pairs_file, "--set", "rollout_backend=vllm",
+                                  "--set", "temperature=1.0")
+    _same_iterations(runs, "ppo")
+
+
+def test_ppo_refuses_a_rollout_batch_the_processes_cannot_share(tmp_path, tiny_model_dir, pairs_file):
+    proc = _ppo(tmp_path, "ppo", tiny_model_dir, pairs_file, 2, "--set", "rollout_batch=3")
     assert proc.returncode != 0
     said = " ".join((proc.stdout + proc.stderr).split())
-    assert "ppo runs in one process only" in said and "bug:" not in said
+    assert "rollout_batch = 3 does not divide by the 2 launched processes" in said and "bug:" not in said
     assert not (tmp_path / "ppo").exists()

@@ -177,6 +177,29 @@ def test_policy_weights_merge_lora_into_checkpoint_names(peaked_model, tmp_path)
     assert not torch.equal(state["model.layers.0.self_attn.q_proj.weight"], saved["model.layers.0.self_attn.q_proj.weight"])
 
 
+def test_policy_keeps_fp32_master_weights_where_compute_is_bf16(peaked_model, monkeypatch):
+    """On CUDA (default dtype bf16) an AdamW step at PPO's swept rate (1e-6) is far below a bf16 weight's
+    resolution: trained bf16 weights would not move. The policy keeps fp32 weights that such a step moves; only the
+    frozen reference takes the compute dtype."""
+    from baselines.ppo import Ppo
+    from bench import models
+    from bench.config import build_config
+
+    monkeypatch.setattr(models, "default_dtype", lambda: torch.bfloat16)
+    model_dir, _ = peaked_model
+    policy = Ppo().build_policy(build_config(Ppo.Config, [("test", dict(model=model_dir))]))
+    assert {p.dtype for p in policy.lm.parameters()} == {torch.float32} == {p.dtype for p in policy.value_head.parameters()}
+    assert {p.dtype for p in policy.reference.parameters()} == {torch.bfloat16}
+    weight = policy.lm.get_input_embeddings().weight
+    before = weight.detach().clone()
+    optimizer = torch.optim.AdamW([weight], lr=1e-6)
+    weight.grad = torch.ones_like(weight)
+    optimizer.step()
+    assert (weight.detach() != before).float().mean() > 0.99
+    step, bf16 = (weight.detach() - before).bfloat16(), before.bfloat16()
+    assert (bf16 + step != bf16).float().mean() < 0.01  # the same step on bf16 weights: lost to rounding
+
+
 @pytest.mark.vllm
 def test_vllm_rollouts_follow_the_policy_like_hf(peaked_model, tmp_path):
     """Greedy PPO with rollouts through vLLM (weights pushed every iteration) logs the same rollouts as

@@ -278,9 +278,13 @@ def test_ctrl_c_delivered_to_another_thread_still_stops_the_wait():
     proc = subprocess.Popen(["sleep", "60"])
 
     def poke():
+        # a thread inherits its creator's signal mask: unblock SIGINT here whatever earlier tests' libraries
+        # left blocked in the main thread, or the signal below would stay pending for ever
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         time.sleep(0.5)
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # lands on this thread, not the main one
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as in `bench serve`
     threading.Thread(target=poke).start()
     t0 = time.time()
     try:
@@ -288,4 +292,5 @@ def test_ctrl_c_delivered_to_another_thread_still_stops_the_wait():
             Server("http://127.0.0.1:1/v1", proc, Path("unused.log")).wait()
         assert time.time() - t0 < 5
     finally:
+        signal.signal(signal.SIGINT, previous)
         proc.kill()
