@@ -105,12 +105,12 @@ def one_process(tmp_path_factory, tiny_model_dir, pairs_file) -> Path:
 
 
 @pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2", "deepspeed-zero2"])
-def runs(request, tmp_path_factory, tiny_model_dir, pairs_file, one_process) -> dict:
+def runs(request, tmp_path_factory, tiny_model_dir, pairs_file) -> dict:
     """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2 (under each engine)."""
     if request.param.startswith("deepspeed"):
         pytest.importorskip("deepspeed", reason="the deepspeed extra is not installed")
     two = _train(tmp_path_factory.mktemp(f"procs2-{request.param}"), tiny_model_dir, pairs_file, 2, 2, request.param)
-    return {1: one_process, 2: two, "engine": request.param}
+    return {1: request.getfixturevalue("one_process"), 2: two, "engine": request.param}
 
 
 def _ranks(run: Path) -> list[dict]:
