@@ -125,6 +125,9 @@ def handle_signals() -> Iterator[None]:
     _received = None
     previous = {s: signal.signal(s, _raise) for s in HANDLED}
     previous[NUDGE] = signal.signal(NUDGE, _nudge)
+    # a blocked signal mask is inherited across fork and exec as an ignored SIGINT is: unblock ours (the
+    # forwarder thread below inherits this mask)
+    previous_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {*HANDLED, NUDGE})
     wakeups, wakeup_w = socket.socketpair()
     wakeup_w.setblocking(False)
     previous_fd = signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
@@ -145,6 +148,7 @@ def handle_signals() -> Iterator[None]:
         wakeups.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         _received = None  # handled: a later run_all in this process (a test, a notebook) must not see it again
 
 

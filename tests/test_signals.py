@@ -314,3 +314,18 @@ def test_sigkill_of_bench_serve_frees_its_port(trained_run, tiny_model_dir):
     proc.kill()
     proc.wait()
     _wait(lambda: not answers(), 60, f"port {port} to be free")
+
+
+def test_a_command_started_with_sigint_blocked_still_stops_on_it(tmp_path):
+    """A blocked signal mask is inherited across fork and exec (a parent that blocked SIGINT, a library's
+    thread): ``handle_signals`` unblocks SIGINT and SIGTERM, or a Ctrl-C would stay pending for ever."""
+    code = "import time\nfrom bench.procs import handle_signals\nwith handle_signals():\n    time.sleep(60)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(tmp_path), stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}))
+    time.sleep(3)  # inside the block
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    finally:
+        proc.kill()
+    assert "Interrupted: SIGINT" in proc.stderr.read()
