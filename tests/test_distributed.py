@@ -13,6 +13,7 @@ out half of every iteration's prompts) log, and end with, what one process does.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -204,6 +205,7 @@ PPO_STATS = ["reward_mean", "reward_std", "total_reward_mean", "kl", "entropy", 
              "value_loss", "clip_frac", "approx_kl"]
 
 
+@functools.cache  # the same tiny model and prompts for every PPO launch in this module
 def _emitted_token(model: str, pairs: str) -> int:
     """A token the tiny model emits when it answers greedily, so ``token-id:N`` rewards differ between responses."""
     from collections import Counter
