@@ -123,8 +123,39 @@ class StagedCheckpoints:
                                    best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
 
+class ExactResume:
+    """``Trainer`` mixin: a resumed run continues exactly where its checkpoint stopped, under every engine.
+
+    - FSDP's sharded optimizer checkpoint loads only the state entries the optimizer already holds, and Adam
+      holds none before its first step: the moments would silently restart at zero (torch's FSDP1 path; FSDP2's
+      initialises them). They are initialised first, as torch's ``get_optimizer_state_dict`` does.
+    - Resumed from a checkpoint that already reached ``max_steps`` (killed after its last save, before
+      ``bench_run.json``), training loads it as every resume does and stops without a step (the ``Trainer``
+      itself would train one step past ``max_steps`` when an epoch holds more steps than that). Loading through
+      ``train`` matters under sharded engines: their checkpoints load only into the model the engine wrapped."""
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is not None and getattr(self, "is_fsdp_enabled", False):
+            from torch.distributed.checkpoint.state_dict import _init_optim_state
+
+            _init_optim_state(getattr(self.optimizer, "optimizer", self.optimizer))  # a zero-lr step on zero grads
+        super()._load_optimizer_and_scheduler(checkpoint)
+
+    def _run_epoch(self, *args, **kwargs):
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def log(self, logs, *args, **kwargs):
+        if "train_runtime" in logs and self.state.global_step == getattr(self, "_initial_global_step", None):
+            return  # this session trained no step: it has no loss or speed to report
+        super().log(logs, *args, **kwargs)
+
+
 class _Finished:
-    """What ``Trainer.train`` returns, for a job whose last checkpoint already reached ``max_steps``."""
+    """What ``resume_or_finish`` returns for a job whose last checkpoint already reached ``max_steps``: the
+    metrics of the session that trained it (none when it was killed before reporting them)."""
 
     def __init__(self, state):
         runtime = [h for h in state.log_history if "train_runtime" in h]
@@ -140,13 +171,11 @@ def resume_point(out: Path) -> Path | None:
 
 
 def resume_or_finish(trainer, ckpt: Path | None, max_steps: int):
-    """``trainer.train``, resumed from ``ckpt``; a checkpoint at ``max_steps`` is loaded, not trained past."""
+    """``trainer.train``, resumed from ``ckpt``; a checkpoint at ``max_steps`` is loaded, not trained past
+    (``ExactResume``)."""
     if ckpt is not None and 0 < max_steps <= checkpoint_step(ckpt):
-        from transformers.trainer_callback import TrainerState
-
         log.info("%s already reached max_steps=%d: loading it instead of training", ckpt, max_steps)
-        trainer._load_from_checkpoint(str(ckpt))
-        trainer.state = TrainerState.load_from_json(str(ckpt / STATE))
+        trainer.train(resume_from_checkpoint=str(ckpt))
         return _Finished(trainer.state)
     if ckpt is not None:
         log.info("resuming from %s", ckpt)

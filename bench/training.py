@@ -36,8 +36,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from . import chat, distributed, models
 from .atomic import atomic_write_json
-from .checkpoints import (RESUMABLE, StagedCheckpoints, already_trained, elapsed_seconds, fingerprint,  # noqa: F401
-                          resume_or_finish, resume_point)
+from .checkpoints import (RESUMABLE, ExactResume, StagedCheckpoints, already_trained,  # noqa: F401
+                          elapsed_seconds, fingerprint, resume_or_finish, resume_point)
 from .config import TrainConfig, to_dict
 from .console import progress
 from .data import DataError, Skips, train_val_split
@@ -137,7 +137,7 @@ class OfflineRecipe:
         return train(self, cfg)
 
 
-class _RecipeTrainer(StagedCheckpoints, Trainer):
+class _RecipeTrainer(StagedCheckpoints, ExactResume, Trainer):
     """Routes the loss to the recipe, normalised over the whole optimiser step, and averages its metrics
     over each logging window."""
 

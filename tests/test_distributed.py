@@ -80,11 +80,12 @@ def _launch(processes: int, engine: str = "ddp", tmp: Path | None = None) -> lis
             "--num_processes", str(processes), "--main_process_port", str(_free_port())]
 
 
-def _train(tmp: Path, model: str, data: str, processes: int, batch_size: int, engine: str = "ddp") -> Path:
-    job = {"root": str(tmp / "out"), "report": str(tmp / "report"), "recipes": RECIPES,
-           "options": dict(model=model, data=data, batch_size=batch_size, grad_accum=1, max_steps=2, max_length=64,
-                           val_fraction=0.0, max_grad_norm=1.0, learning_rate=1e-3, warmup_ratio=0.0,
-                           lr_scheduler="constant", save_steps=1, logging_steps=1),
+def _train(tmp: Path, model: str, data: str, processes: int, batch_size: int, engine: str = "ddp",
+           recipes: list[str] = RECIPES, **options) -> Path:
+    job = {"root": str(tmp / "out"), "report": str(tmp / "report"), "recipes": recipes,
+           "options": {**dict(model=model, data=data, batch_size=batch_size, grad_accum=1, max_steps=2, max_length=64,
+                              val_fraction=0.0, max_grad_norm=1.0, learning_rate=1e-3, warmup_ratio=0.0,
+                              lr_scheduler="constant", save_steps=1, logging_steps=1), **options},
            "per_recipe": {rm: {"calibration_pairs": 4} for rm in ("reward-model", "token-reward-model")}}
     proc = subprocess.run([*_launch(processes, engine, tmp), str(WORKER), json.dumps(job)], cwd=tmp, env=_env(),
                           capture_output=True, text=True, timeout=600)
@@ -159,8 +160,6 @@ def test_losses_and_statistics_equal_one_process(runs, recipe):
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_checkpoint_loads_and_equals_one_process(runs, recipe):
     _trained(runs, recipe)
-    from safetensors.torch import load_file
-
     if recipe.endswith("reward-model"):
         from bench.reward_model import load_reward_model
 
@@ -170,15 +169,21 @@ def test_checkpoint_loads_and_equals_one_process(runs, recipe):
         from transformers import AutoModelForCausalLM
 
         AutoModelForCausalLM.from_pretrained(runs[2] / "out" / recipe)
-    one, two = (load_file(runs[n] / "out" / recipe / "model.safetensors") for n in (1, 2))
-    start = load_file(Path(json.loads((runs[1] / "out" / recipe / "bench_run.json").read_text())["model_source"])
-                      / "model.safetensors")
+    _same_weights(runs[1] / "out" / recipe, runs[2] / "out" / recipe)
+    assert not list((runs[2] / "out" / recipe).glob("checkpoint-*")), "resume checkpoints left behind"
+
+
+def _same_weights(one: Path, two: Path) -> None:
+    """The saved weights of ``two`` equal ``one``'s, up to rounding relative to how far training moved them."""
+    from safetensors.torch import load_file
+
+    start = load_file(Path(json.loads((one / "bench_run.json").read_text())["model_source"]) / "model.safetensors")
+    one, two = (load_file(run / "model.safetensors") for run in (one, two))
     assert one.keys() == two.keys()
     for name in one:
         if name in start and start[name].shape == one[name].shape:
             moved = (one[name] - start[name]).norm()  # Adam's steps on near-zero gradients amplify rounding
             assert (two[name] - one[name]).norm() <= 0.02 * moved + 1e-6, name
-    assert not list((runs[2] / "out" / recipe).glob("checkpoint-*")), "resume checkpoints left behind"
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
@@ -199,6 +204,33 @@ def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
     finished = (out / "bench_run.json").stat().st_mtime_ns
     for weights in ("model.safetensors", "config.json", "tokenizer.json"):
         assert (out / weights).stat().st_mtime_ns <= finished, weights
+
+
+@pytest.mark.parametrize("runs", ["fsdp", "fsdp2"], indirect=True)
+def test_fsdp_resumes_from_its_sharded_checkpoint_like_an_uninterrupted_run(runs, tmp_path, tiny_model_dir, pairs_file):
+    """A run stopped after step 1 (max_steps=1, its checkpoint kept) and continued with max_steps=2, as the README
+    allows, resumes from checkpoint-1's shards (the weights, and Adam's moments that step 2's update needs) and
+    ends where the uninterrupted 2-process run does. Killed after its last checkpoint (before ``bench_run.json``),
+    a third launch loads that checkpoint instead of training, and saves the same weights."""
+    recipes = ["sft", "figa"]
+    for max_steps, trained_steps in ((1, 1), (2, 1), ("killed", 0)):
+        if max_steps == "killed":
+            for recipe in recipes:
+                for left in ("bench_run.json", "model.safetensors"):
+                    (tmp_path / "out" / recipe / left).unlink()
+            max_steps = 2
+        _train(tmp_path, tiny_model_dir, pairs_file, 2, 2, runs["engine"], recipes, max_steps=max_steps,
+               keep_checkpoints=True)
+        for rank in _ranks(tmp_path):
+            assert not rank["errors"], {r: e[-2000:] for r, e in rank["errors"].items()}
+            assert [len(rank["seen"].get(r, [])) for r in recipes] == [trained_steps] * 2, (max_steps, trained_steps)
+    for recipe in recipes:
+        out = tmp_path / "out" / recipe
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+        resumed, whole = _log(tmp_path, recipe), _log(runs[2], recipe)
+        assert [r["step"] for r in resumed] == [r["step"] for r in whole] == [1, 2]  # no step twice
+        assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
+        _same_weights(runs[2] / "out" / recipe, out)
 
 
 PPO_STATS = ["reward_mean", "reward_std", "total_reward_mean", "kl", "entropy", "response_length", "value_mean",
