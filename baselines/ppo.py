@@ -286,6 +286,10 @@ class Ppo:
             distributed.per_rank(getattr(cfg, field), field, f"{self.name} config")
         set_seed(cfg.seed)
         distributed.init()
+        if distributed.engine_asked() and distributed.is_main():
+            log.warning("%s does not shard: it runs as DDP under this %s config (every rank holds the policy, its "
+                        "reference and the reward model whole; the updates are the same)", self.name,
+                        distributed.engine_asked())
         out = output_dir(self, cfg)
         inputs = {} if cfg.reward_model.startswith("token-id:") else {"reward_model": fingerprint(cfg.reward_model)}
         if distributed.decided_by_main(  # a new RM: retrain

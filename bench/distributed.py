@@ -46,6 +46,16 @@ def init() -> None:
         PartialState(cpu=not torch.cuda.is_available())
 
 
+def engine_asked() -> str | None:
+    """The sharded engine the launcher's accelerate config asks for (``"FSDP"``, ``"DeepSpeed ZeRO-N"``), or None
+    (DDP, or no launcher): recipes that cannot honour it say so instead of silently running DDP."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "FSDP"
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        return f"DeepSpeed ZeRO-{os.environ.get('ACCELERATE_DEEPSPEED_ZERO_STAGE', '?')}"
+    return None
+
+
 def _active() -> bool:
     return world_size() > 1 and torch.distributed.is_initialized()
 

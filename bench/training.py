@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -327,11 +326,10 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
         data_collator=lambda feats: recipe.collate(feats, tokenizer.pad_token_id),
         callbacks=[JsonlLog(out / "train_log.jsonl"), *(callbacks or [])],
     )
-    for engine in ("FSDP", "DEEPSPEED"):  # accelerate 1.15 runs these configs as DDP on a machine without GPUs
-        asked = os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true"
-        if asked and distributed.is_main() and not getattr(trainer, f"is_{engine.lower()}_enabled", False):
-            log.warning("the accelerate config asks for %s, but accelerate runs it as plain DDP here (no GPU): "
-                        "every rank holds the whole model", engine)
+    asked = distributed.engine_asked()  # accelerate 1.15 runs these configs as DDP on a machine without GPUs
+    if asked and distributed.is_main() and not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        log.warning("the accelerate config asks for %s, but accelerate runs it as plain DDP here (no GPU): "
+                    "every rank holds the whole model", asked)
     ckpt = distributed.decided_by_main(lambda: resume_point(out))  # crash-safe resume: bench/checkpoints.py
     trainer.bench_prior_seconds, trainer.bench_t0 = elapsed_seconds(ckpt), time.perf_counter()
     result = resume_or_finish(trainer, ckpt, cfg.max_steps)

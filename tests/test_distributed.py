@@ -7,8 +7,10 @@ switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config'
 
 One launch trains sft, figa, dpo, reward-model and token-reward-model for 2 steps of 2 records per rank on
 the tiny model; one plain process trains them for 2 steps of 4 records (tests/dist_worker.py records what
-each rank saw and wrote). The data (8 pairs) divides evenly. PPO and fg-PPO under 2 processes (each rank rolls
-out half of every iteration's prompts) log, and end with, what one process does.
+each rank saw and wrote). The data (8 pairs) divides evenly. Under FSDP1/FSDP2 sft and figa are also stopped
+after step 1 and continued from their sharded checkpoint. PPO and fg-PPO under 2 processes (each rank rolls out
+half of every iteration's prompts) log, and end with, what one process does; under an FSDP config PPO says it
+runs as DDP.
 """
 
 from __future__ import annotations
@@ -253,8 +255,9 @@ def _emitted_token(model: str, pairs: str) -> int:
     return counts.most_common(2)[-1][0]  # not the commonest: some responses have it and some do not
 
 
-def _ppo(tmp: Path, recipe: str, model: str, pairs: str, processes: int, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [*_launch(processes), "-m", "bench.cli", "train", recipe, "--model", model, "--data", pairs,
+def _ppo(tmp: Path, recipe: str, model: str, pairs: str, processes: int, *extra: str,
+         engine: str = "ddp") -> subprocess.CompletedProcess:
+    cmd = [*_launch(processes, engine, tmp), "-m", "bench.cli", "train", recipe, "--model", model, "--data", pairs,
            "--output-dir", str(tmp / recipe), "--max-steps", "2", "--set", f"reward_model=token-id:{_emitted_token(model, pairs)}",
            "--set", "rollout_batch=4", "--set", "batch_size=4", "--set", "ppo_epochs=1", "--set", "max_new_tokens=6",
            "--set", "rollout_backend=hf", "--set", "temperature=0.0001", "--set", "learning_rate=1e-3",
@@ -294,6 +297,38 @@ def test_ppo_under_two_processes_updates_like_one(tmp_path_factory, tiny_model_d
     a, b = (load_file(runs[n] / recipe / "model.safetensors") for n in (1, 2))
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-4), name
+
+
+def test_ppo_under_a_sharded_config_says_it_runs_as_ddp_and_updates_like_one_process(tmp_path, tiny_model_dir,
+                                                                                      pairs_file):
+    """PPO does not shard: launched with an FSDP (or DeepSpeed) config it runs as DDP, says so once, and ends where
+    one process does."""
+    runs = {}
+    for n in (1, 2):
+        runs[n] = tmp_path / str(n)
+        runs[n].mkdir()
+        proc = _ppo(runs[n], "ppo", tiny_model_dir, pairs_file, n, engine="fsdp")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert said.count("ppo does not shard: it runs as DDP under this FSDP config") == 1  # rank 0 alone
+    from safetensors.torch import load_file
+
+    a, b = (load_file(runs[n] / "ppo" / "model.safetensors") for n in (1, 2))
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-4), name
+
+
+def test_the_engine_a_launcher_asks_for_is_named(monkeypatch):
+    from bench import distributed
+
+    for var in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(var, raising=False)
+    assert distributed.engine_asked() is None
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert distributed.engine_asked() == "DeepSpeed ZeRO-3"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert distributed.engine_asked() == "FSDP"
 
 
 @pytest.mark.vllm
