@@ -56,6 +56,13 @@ def engine_asked() -> str | None:
     return None
 
 
+def launch() -> dict:
+    """How this run was launched, as part of a Trainer run's identity: nothing for one process, else the number
+    of processes and the engine. ``batch_size`` is per process, so another number is another global batch, and a
+    checkpoint written under one engine (FSDP's shards, DeepSpeed's) does not load under another."""
+    return {} if world_size() == 1 else {"processes": world_size(), "engine": engine_asked() or "DDP"}
+
+
 def _active() -> bool:
     return world_size() > 1 and torch.distributed.is_initialized()
 

@@ -272,7 +272,8 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     set_seed(cfg.seed)
     distributed.init()
     out = output_dir(recipe, cfg)
-    if distributed.decided_by_main(lambda: already_trained(out, cfg)):
+    inputs = distributed.launch()  # another launch is another run: its resume state is not ours
+    if distributed.decided_by_main(lambda: already_trained(out, cfg, inputs)):
         return out
     tokenizer = models.load_tokenizer(cfg.model)
     records = recipe.load_records(cfg)
@@ -342,7 +343,7 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     run_info = {
         "recipe": recipe.name,
         "config": to_dict(cfg),
-        "inputs": {},
+        "inputs": inputs,
         "bench_version": __version__,
         "versions": _versions(),
         "model_source": models.resolve(cfg.model),

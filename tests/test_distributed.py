@@ -213,7 +213,8 @@ def test_fsdp_resumes_from_its_sharded_checkpoint_like_an_uninterrupted_run(runs
     """A run stopped after step 1 (max_steps=1, its checkpoint kept) and continued with max_steps=2, as the README
     allows, resumes from checkpoint-1's shards (the weights, and Adam's moments that step 2's update needs) and
     ends where the uninterrupted 2-process run does. Killed after its last checkpoint (before ``bench_run.json``),
-    a third launch loads that checkpoint instead of training, and saves the same weights."""
+    a third launch loads that checkpoint instead of training, and saves the same weights. Re-run in one process
+    (the same per-process options: another global batch, and no FSDP to load the shards) it is a new run."""
     recipes = ["sft", "figa"]
     for max_steps, trained_steps in ((1, 1), (2, 1), ("killed", 0)):
         if max_steps == "killed":
@@ -233,6 +234,10 @@ def test_fsdp_resumes_from_its_sharded_checkpoint_like_an_uninterrupted_run(runs
         assert [r["step"] for r in resumed] == [r["step"] for r in whole] == [1, 2]  # no step twice
         assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
         _same_weights(runs[2] / "out" / recipe, out)
+        (out / "bench_run.json").unlink()  # killed once more, then re-run in one process: another global batch
+    _train(tmp_path, tiny_model_dir, pairs_file, 1, 2, "ddp", recipes, keep_checkpoints=True)
+    rank0 = _ranks(tmp_path)[0]
+    assert not rank0["errors"] and [len(rank0["seen"][r]) for r in recipes] == [2, 2]  # a new run, from step 0
 
 
 PPO_STATS = ["reward_mean", "reward_std", "total_reward_mean", "kl", "entropy", "response_length", "value_mean",
