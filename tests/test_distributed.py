@@ -105,7 +105,7 @@ def one_process(tmp_path_factory, tiny_model_dir, pairs_file) -> Path:
     return _train(tmp_path_factory.mktemp("procs1"), tiny_model_dir, pairs_file, 1, 4)
 
 
-@pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2", "deepspeed-zero2"])
+@pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2", "deepspeed-zero2", "deepspeed-zero3"])
 def runs(request, tmp_path_factory, tiny_model_dir, pairs_file) -> dict:
     """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2 (under each engine)."""
     if request.param.startswith("deepspeed"):
