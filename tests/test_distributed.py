@@ -1,5 +1,6 @@
 """Every Trainer recipe under 2 processes (``accelerate launch`` over gloo on CPU with configs/accelerate/ddp.yaml,
-fsdp.yaml and fsdp2.yaml) trains exactly like 1 process at the same global batch, and only rank 0 writes.
+fsdp.yaml, fsdp2.yaml and, with the deepspeed extra, deepspeed-zero2.yaml and deepspeed-zero3.yaml) trains
+exactly like 1 process at the same global batch, and only rank 0 writes.
 
 FSDP on CPU: accelerate 1.15 runs an FSDP config as DDP when there is no accelerator, so tests/dist_worker.py
 switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config's ``fsdp_sync_module_states``
