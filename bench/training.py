@@ -337,6 +337,7 @@ def train(recipe: OfflineRecipe, cfg, callbacks: list | None = None) -> Path:
     wall = trainer.bench_prior_seconds + time.perf_counter() - trainer.bench_t0
     final_eval = trainer.evaluate() if val_set else {}
     whole = distributed.whole_model(trainer, skeleton)  # on every rank: sharded engines gather the weights
+    distributed.end_partitioned_construction()  # after ZeRO-3, saving and the next recipe build ordinary models
     with distributed.main_writes() as writer:
         if writer:
             recipe.save(whole, tokenizer, out, cfg)

@@ -1,5 +1,6 @@
 """Every Trainer recipe under 2 processes (``accelerate launch`` over gloo on CPU with configs/accelerate/ddp.yaml,
-fsdp.yaml and fsdp2.yaml) trains exactly like 1 process at the same global batch, and only rank 0 writes.
+fsdp.yaml, fsdp2.yaml and, with the deepspeed extra, deepspeed-zero2.yaml and deepspeed-zero3.yaml) trains
+exactly like 1 process at the same global batch, and only rank 0 writes.
 
 FSDP on CPU: accelerate 1.15 runs an FSDP config as DDP when there is no accelerator, so tests/dist_worker.py
 switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config's ``fsdp_sync_module_states``
@@ -108,7 +109,7 @@ def one_process(tmp_path_factory, tiny_model_dir, pairs_file) -> Path:
     return _train(tmp_path_factory.mktemp("procs1"), tiny_model_dir, pairs_file, 1, 4)
 
 
-@pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2", "deepspeed-zero2"])
+@pytest.fixture(scope="module", params=["ddp", "fsdp", "fsdp2", "deepspeed-zero2", "deepspeed-zero3"])
 def runs(request, tmp_path_factory, tiny_model_dir, pairs_file) -> dict:
     """The same 2 optimiser steps of 4 records: one process x 4, two processes x 2 (under each engine)."""
     if request.param.startswith("deepspeed"):
