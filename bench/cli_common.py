@@ -5,6 +5,7 @@ nothing imports them back, so the commands have one direction: ``cli`` -> ``cli_
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -26,7 +27,10 @@ RESUME_HINT = "interrupted; run the same command again to resume from where it s
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging, tracebacks on errors")] = False):
     global VERBOSE
     VERBOSE = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+    # under a launcher every rank runs this: only rank 0 tells what happens, the others only their errors
+    quiet = int(os.environ.get("RANK", "0")) > 0
+    logging.basicConfig(level=logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
 
 

@@ -126,3 +126,14 @@ def test_bench_status_command_prints_the_table(tmp_path, monkeypatch):
     assert "run partly" in result.output and "to do" in result.output and "never finished" in result.output
     result = CliRunner().invoke(app, ["status", "nope"])
     assert result.exit_code == 2 and "no run 'nope'" in result.output
+
+
+@pytest.mark.parametrize("rank, shown", [("0", ["a warning", "an error"]), ("1", ["an error"])])
+def test_under_a_launcher_only_rank_0_logs_warnings(rank, shown):
+    """Every rank of ``accelerate launch`` runs the whole command: rank 0 alone tells what happens (a sweep-record
+    or config warning once, not once per process); the other ranks still show their errors."""
+    code = ("import logging\nfrom bench.cli_common import _setup\n_setup(verbose=False)\n"
+            "logging.getLogger('bench').warning('a warning')\nlogging.getLogger('bench').error('an error')")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "RANK": rank}, capture_output=True,
+                         text=True, check=True).stderr
+    assert [m for m in ("a warning", "an error") if m in out] == shown
