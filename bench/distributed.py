@@ -182,4 +182,4 @@ def synchronised(module: torch.nn.Module) -> torch.nn.Module:
 
     device = next(module.parameters()).device
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False)
+                                   forward_sync_buffers=False)
