@@ -209,13 +209,13 @@ def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
         assert (out / weights).stat().st_mtime_ns <= finished, weights
 
 
-@pytest.mark.parametrize("runs", ["fsdp", "fsdp2"], indirect=True)
-def test_fsdp_resumes_from_its_sharded_checkpoint_like_an_uninterrupted_run(runs, tmp_path, tiny_model_dir, pairs_file):
-    """A run stopped after step 1 (max_steps=1, its checkpoint kept) and continued with max_steps=2, as the README
-    allows, resumes from checkpoint-1's shards (the weights, and Adam's moments that step 2's update needs) and
-    ends where the uninterrupted 2-process run does. Killed after its last checkpoint (before ``bench_run.json``),
+@pytest.mark.parametrize("runs", ["fsdp", "fsdp2", "deepspeed-zero2", "deepspeed-zero3"], indirect=True)
+def test_a_sharded_run_resumes_from_its_checkpoint_like_an_uninterrupted_run(runs, tmp_path, tiny_model_dir, pairs_file):
+    """Under FSDP1/FSDP2 and DeepSpeed ZeRO-2/3: a run stopped after step 1 (max_steps=1, its checkpoint kept) and
+    continued with max_steps=2, as the README allows, resumes from checkpoint-1's shards (the weights, and Adam's
+    moments that step 2's update needs) and ends where the uninterrupted 2-process run does. Killed after its last checkpoint (before ``bench_run.json``),
     a third launch loads that checkpoint instead of training, and saves the same weights. Re-run in one process
-    (the same per-process options: another global batch, and no FSDP to load the shards) it is a new run."""
+    (the same per-process options: another global batch, and no engine to load the shards) it is a new run."""
     recipes = ["sft", "figa"]
     for max_steps, trained_steps in ((1, 1), (2, 1), ("killed", 0)):
         if max_steps == "killed":
