@@ -8,10 +8,10 @@ switches its state to FSDP (torch's FSDP runs on CPU over gloo), and the config'
 
 One launch trains sft, figa, dpo, reward-model and token-reward-model for 2 steps of 2 records per rank on
 the tiny model; one plain process trains them for 2 steps of 4 records (tests/dist_worker.py records what
-each rank saw and wrote). The data (8 pairs) divides evenly. Under FSDP1/FSDP2 sft and figa are also stopped
-after step 1 and continued from their sharded checkpoint. PPO and fg-PPO under 2 processes (each rank rolls out
-half of every iteration's prompts) log, and end with, what one process does; under an FSDP config PPO says it
-runs as DDP.
+each rank saw and wrote). The data (8 pairs) divides evenly. Under FSDP1/FSDP2 and ZeRO-2/3 sft and figa are
+also stopped after step 1 and continued from their sharded checkpoint. PPO and fg-PPO under 2 processes (each
+rank rolls out half of every iteration's prompts) log, and end with, what one process does; under an FSDP config
+PPO says it runs as DDP.
 """
 
 from __future__ import annotations
@@ -210,12 +210,14 @@ def test_only_rank_0_writes_and_bench_run_comes_last(runs, recipe):
 
 
 @pytest.mark.parametrize("runs", ["fsdp", "fsdp2", "deepspeed-zero2", "deepspeed-zero3"], indirect=True)
-def test_a_sharded_run_resumes_from_its_checkpoint_like_an_uninterrupted_run(runs, tmp_path, tiny_model_dir, pairs_file):
+def test_a_sharded_run_resumes_from_its_checkpoint_like_an_uninterrupted_run(runs, tmp_path, tiny_model_dir,
+                                                                             pairs_file):
     """Under FSDP1/FSDP2 and DeepSpeed ZeRO-2/3: a run stopped after step 1 (max_steps=1, its checkpoint kept) and
     continued with max_steps=2, as the README allows, resumes from checkpoint-1's shards (the weights, and Adam's
-    moments that step 2's update needs) and ends where the uninterrupted 2-process run does. Killed after its last checkpoint (before ``bench_run.json``),
-    a third launch loads that checkpoint instead of training, and saves the same weights. Re-run in one process
-    (the same per-process options: another global batch, and no engine to load the shards) it is a new run."""
+    moments that step 2's update needs) and ends where the uninterrupted 2-process run does. Killed after its last
+    checkpoint (before ``bench_run.json``), a third launch loads that checkpoint instead of training, and saves the
+    same weights. Re-run in one process (the same per-process options: another global batch, and no engine to load
+    the shards) it is a new run."""
     recipes = ["sft", "figa"]
     for max_steps, trained_steps in ((1, 1), (2, 1), ("killed", 0)):
         if max_steps == "killed":
