@@ -25,7 +25,10 @@ site imports nothing from ``bench``. ``leaderboard.schema`` checks every field b
                                   "figa_avg": {"value": float, "stderr": float?,     # terms, of: required
                                                "terms": [terms averaged], "of": [all the paper's terms]}}?,
                         "degeneration": {"n", "truncated"?, "loop", "empty", "degenerate", "mean_tokens",   # shares
-                                         "flagged": bool, "threshold": num}?}},       # bench/degeneration.py
+                                         "flagged": bool, "threshold": num,           # bench/degeneration.py
+                                         "flag_basis": "base" | "absolute"?,   # a trained method: vs base
+                                         "flag_reason": str?,   # "+12.0 points [+5.0, +19.0] over base (...)"
+                                         "vs_base": {"diff", "ci95", "p", "p_holm", "base"}?}?}},
      "verdicts": bench.verdicts.verdicts(...)?,   # tiers, pairs, headline, mdd, controls, aa (see bench/verdicts.py)
      "stages": {STAGE: {"seconds": float, "finished": iso-time}}?,
      "samples": "samples.json"?}      # path, relative to results.json, of the run's samples document:

@@ -39,7 +39,9 @@ METHOD = {"checkpoint": "str?", "seeds": ["key"],
                       "avg_length": "num?"},
           "vs_base": {"diff": "num", "ci": "ci"}, "suite": {"*": SUITE_ENTRY},
           "degeneration": {"n": "int?", "truncated": "num?", "loop": "num?", "empty": "num?", "degenerate": "num?",
-                           "mean_tokens": "num?", "flagged": "bool?", "threshold": "num?"}}
+                           "mean_tokens": "num?", "flagged": "bool?", "threshold": "num?", "flag_basis": "str?",
+                           "flag_reason": "str?", "vs_base": {"diff": "num", "ci95": "ci", "p": "num?",
+                                                              "p_holm": "num?", "base": "num?"}}}
 PAIR = {"a": "str", "b": "str", "name": "str?", "mdd": "num?", "win_rate": INTERVAL_STATS, "lc_win_rate": INTERVAL_STATS}
 VERDICTS = {
     "alpha": "num", "tier_metric": "str", "tier_rule": "str", "tiers": [["str"]],

@@ -55,6 +55,20 @@ def figa_columns(methods: list[dict]) -> list[str]:
                               if (m.get("suite") or {}).get("figa_avg")))
 
 
+def degeneration_tag(d: dict | None) -> dict | None:
+    """The row's flag, worded by what it compares (``bench.degeneration.assess``): a trained method against the
+    untrained base ("+12.0 pts degenerate vs base"), the base model and the controls (and every method of a document
+    written before the comparison) against the absolute threshold ("degenerate 37%"); None when not flagged."""
+    if not d or not d.get("flagged"):
+        return None
+    vs = d.get("vs_base") if d.get("flag_basis") == "base" else None
+    share = "–" if d.get("degenerate") is None else f"{100 * d['degenerate']:.0f}"
+    reason = d.get("flag_reason") or (f"{share}% of answers degenerate (looping or empty), above the absolute "
+                                      f"{100 * (d.get('threshold') or 0):.0f}% threshold")
+    text = f"{100 * vs['diff']:+.1f} pts degenerate vs base" if vs else f"degenerate {share}%"
+    return {"text": text, "title": reason}
+
+
 def _row(name: str, m: dict, v: dict | None, run: dict) -> dict:
     wr = m.get("winrate") or {}
     vm = (v or {}).get("methods", {}).get(name)
@@ -77,7 +91,8 @@ def _row(name: str, m: dict, v: dict | None, run: dict) -> dict:
             "len": "–" if wr.get("avg_length") is None else f"{wr['avg_length']:.0f}",
             "suite": suite, "figa": {figa_label(figa): figa} if figa else {},
             "control": next((role for role, c in (run.get("controls") or {}).items() if c["method"] == name), None),
-            "train": m.get("train"), "degeneration": m.get("degeneration")}
+            "train": m.get("train"), "degeneration": m.get("degeneration"),
+            "degeneration_tag": degeneration_tag(m.get("degeneration"))}
 
 
 def groups(run: dict) -> list[dict]:

@@ -130,28 +130,23 @@ def _entry(run: RunConfig, name: str, seeds: list[int | None], verdicts: dict) -
             "winrate": _winrate(name, _read(judged_path(run, name, first)), verdicts),
             "vs_base": _vs_base(name, verdicts),
             "suite": None if control else _suite(_read(summary_path(run, name, first))),
-            "template_changed": _template_changes(run, name, seeds),
-            "degeneration": _degeneration(run, name, seeds)}
+            "template_changed": _template_changes(run, name, seeds)}
 
 
-def _degeneration(run: RunConfig, name: str, seeds: list[int | None]) -> dict | None:
-    """The method's answers' degeneration over its seeds (bench.degeneration), flagged above the threshold:
-    from each set's generation metadata, or its answers where the metadata predates the statistics."""
-    from ..degeneration import combine, statistics
+def _answers(run: RunConfig, name: str, seeds: list[int | None]) -> list[list[dict]]:
+    """Each of the method's answer sets as rows (``generations.jsonl``; a control's ``model_outputs.json``, words
+    without finish reasons): what ``bench.degeneration.assess`` counts per prompt."""
     from ..generation import read_outputs, read_rows
     from .generate import output_dir
 
-    parts = []
+    sets = []
     for s in seeds:
         where = output_dir(run, name, s)
-        meta = _read(where / "generation_meta.json") or {}
-        if meta.get("degeneration"):
-            parts.append(meta["degeneration"])
-        elif (where / "generations.jsonl").exists():
-            parts.append(statistics(read_rows(where / "generations.jsonl")))
-        elif (where / "model_outputs.json").exists():  # a control: words, no finish reasons
-            parts.append(statistics(read_outputs(where)))
-    return combine(parts)
+        if (where / "generations.jsonl").exists():
+            sets.append(read_rows(where / "generations.jsonl"))
+        elif (where / "model_outputs.json").exists():
+            sets.append(read_outputs(where))
+    return sets
 
 
 def _template_changes(run: RunConfig, name: str, seeds: list[int | None]) -> dict | None:
@@ -197,11 +192,16 @@ def _stage_times(run: RunConfig) -> dict:
 
 
 def document(run: RunConfig) -> dict:
+    from ..degeneration import assess
+
     verdicts = _read(verdicts_path(run)) or {}
     seeds: dict[str, list] = {}
     for name, seed in run.units():
         seeds.setdefault(name, []).append(seed)
     methods = {name: _entry(run, name, s, verdicts) for name, s in seeds.items()}
+    degeneration = assess({name: _answers(run, name, s) for name, s in seeds.items()}, BASE, run.controls_named())
+    for name, m in methods.items():  # trained methods flagged against base's answers, base and controls absolutely
+        m["degeneration"] = degeneration[name]
     any_suite = any(m["suite"] for m in methods.values())
     return {"schema": SCHEMA, "run": run.run, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "model": run.model,
             "data": run.train_data, "data_built": _built(run), "budget": {"budget": run.budget, "method_options": run.method_options,
