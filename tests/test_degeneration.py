@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.degeneration import FLAG_THRESHOLD, combine, has_loop, is_degenerate, statistics
+from bench.degeneration import FLAG_THRESHOLD, combine, describe, has_loop, is_degenerate, statistics
 
 
 def row(output: str, tokens: list[int], finish: str = "stop") -> dict:
@@ -73,3 +73,67 @@ def test_generated_sets_carry_their_statistics_into_the_results_document(tmp_pat
     assert doc["dpo"]["degeneration"]["truncated"] == 1.0 and doc["dpo"]["degeneration"]["loop"] == 1.0
     assert not doc["null-control"]["degeneration"]["flagged"]
     assert doc["base"]["degeneration"]["n"] == 2
+
+
+# --- the flag: a trained method against the untrained base on the same prompts ---
+
+LOOPING, CLEAN = [3, 4, 5, 6] * 8, list(range(20))
+
+
+def answer_set(where, looping: set[int], n: int = 100) -> None:
+    """``n`` prompts' generations, those in ``looping`` a loop to the limit, the rest a clean answer."""
+    import json
+
+    where.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": str(i), **(row("so so so so", LOOPING, "length") if i in looping else row(f"answer {i}", CLEAN))}
+            for i in range(n)]
+    (where / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def degeneration_of(tmp_path, tiny_model_dir, sets: dict) -> dict:
+    """The report stage's degeneration per method for answer sets {(method, seed): looping prompt ids}."""
+    from bench.stages import report
+    from bench.stages.config import RunConfig
+    from bench.stages.generate import output_dir
+
+    run = RunConfig(run="r", root=str(tmp_path), model=tiny_model_dir, methods=["dpo", "sft"], seeds=[0, 1],
+                    controls={"null": None, "positive": None})
+    for (method, seed), looping in sets.items():
+        answer_set(output_dir(run, method, seed), looping)
+    return {name: m["degeneration"] for name, m in report.document(run)["methods"].items()}
+
+
+def test_a_method_that_degenerates_no_more_than_base_is_not_flagged_though_both_exceed_the_threshold(
+        tmp_path, tiny_model_dir):
+    base = set(range(40))  # the untrained model loops on 40 % of the prompts
+    d = degeneration_of(tmp_path, tiny_model_dir, {("base", None): base, ("dpo", 0): base, ("dpo", 1): base | {40},
+                                                   ("sft", 0): set(range(2, 42)), ("sft", 1): base})
+    for m in ("dpo", "sft"):
+        assert d[m]["degenerate"] > FLAG_THRESHOLD and not d[m]["flagged"] and d[m]["flag_basis"] == "base"
+        assert d[m]["vs_base"]["base"] == pytest.approx(0.4) and d[m]["vs_base"]["n_prompts"] == 100
+        assert "over base" in d[m]["flag_reason"] and "not above base" in d[m]["flag_reason"]
+    assert d["dpo"]["vs_base"]["diff"] == pytest.approx(0.005)
+    assert d["sft"]["vs_base"]["diff"] == pytest.approx(0.0)  # as many loops, on other prompts: paired, still 0
+    assert d["base"]["flagged"] and d["base"]["flag_basis"] == "absolute"  # the model, described absolutely
+
+
+def test_a_method_clearly_above_base_is_flagged_with_its_difference_and_interval(tmp_path, tiny_model_dir):
+    base, worse = set(range(30)), set(range(50))
+    d = degeneration_of(tmp_path, tiny_model_dir, {("base", None): base, ("dpo", 0): worse, ("dpo", 1): worse - {49},
+                                                   ("sft", 0): base, ("sft", 1): base})
+    vs = d["dpo"]["vs_base"]
+    assert d["dpo"]["flagged"] and vs["diff"] == pytest.approx(0.195) and vs["p_holm"] < 0.05
+    lo, hi = vs["ci95"]
+    assert 0 < lo < vs["diff"] < hi
+    assert d["dpo"]["flag_reason"].startswith(f"+19.5 points [{100 * lo:+.1f}, {100 * hi:+.1f}] over base")
+    assert "FLAGGED: +19.5 points" in describe(d["dpo"])
+    assert not d["sft"]["flagged"] and d["sft"]["vs_base"]["diff"] == 0.0
+
+
+def test_without_a_base_answer_set_the_absolute_threshold_flags_and_says_so(tmp_path, tiny_model_dir):
+    d = degeneration_of(tmp_path, tiny_model_dir, {("dpo", 0): set(range(30)), ("dpo", 1): set(range(30)),
+                                                   ("sft", 0): set(range(10)), ("sft", 1): set(range(10))})
+    assert d["base"] is None
+    assert d["dpo"]["flagged"] and d["dpo"].get("flag_reason", "").startswith("no base answer set in this run")
+    assert d["dpo"]["flag_basis"] == "absolute" and "vs_base" not in d["dpo"]
+    assert not d["sft"]["flagged"] and "within the absolute 20% threshold" in d["sft"]["flag_reason"]

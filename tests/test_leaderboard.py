@@ -112,6 +112,33 @@ def test_controls_show_their_difference_vs_base_without_a_holm_p(tmp_path):
     assert "+77.0" in row[:row.index("</tr>")] and "[70.0, 84.0]" in row[:row.index("</tr>")]
 
 
+def test_the_degeneration_flag_says_what_it_compares_and_older_documents_still_show_theirs(tmp_path):
+    shares = {"n": 200, "truncated": 0.7, "loop": 0.5, "empty": 0.0, "mean_tokens": 160.0, "threshold": 0.2}
+    reason = "+19.5 points [+10.0, +29.0] over base (Holm p 0.002): degenerates more than the model it started from"
+    d = doc()
+    d["methods"]["base"]["degeneration"] = {**shares, "degenerate": 0.37, "flagged": True, "flag_basis": "absolute",
+                                            "flag_reason": "37% degenerate, above the absolute 20% threshold"}
+    d["methods"]["figa"]["degeneration"] = {**shares, "degenerate": 0.56, "flagged": True, "flag_basis": "base",
+                                            "flag_reason": reason, "vs_base": {"diff": 0.195, "ci95": [0.1, 0.29],
+                                                                               "p": 0.001, "p_holm": 0.002, "base": 0.37}}
+    d["methods"]["sft"]["degeneration"] = {**shares, "degenerate": 0.38, "flagged": False, "flag_basis": "base",
+                                           "flag_reason": "+1.0 points [-2.0, +4.0] over base (Holm p 1): not above base",
+                                           "vs_base": {"diff": 0.01, "ci95": [-0.02, 0.04], "p": 0.5, "p_holm": 1.0}}
+    old = doc(run="older")
+    old["methods"]["figa"]["degeneration"] = {**shares, "degenerate": 0.4, "flagged": True}  # before the comparison
+    site = site_of(tmp_path, d, old)
+    index = (site / "index.html").read_text()
+    figa = index[index.index(">figa</a>"):]
+    assert "+19.5 pts degenerate vs base" in figa[:figa.index("</td>")] and reason in figa[:figa.index("</td>")]
+    base = index[index.index(">base</a>"):]
+    assert "degenerate 37%" in base[:base.index("</td>")]
+    sft = index[index.index(">sft</a>"):]
+    assert "degenerate" not in sft[:sft.index("</td>")]
+    assert "degenerate 40%" in index and "above the absolute 20% threshold" in index  # the older run
+    method = (next(p for p in site.iterdir() if p.name == "smoke") / "figa.html").read_text()
+    assert "Flagged: " + reason in method and "+19.5" in method and "[10.0, 29.0]" in method
+
+
 def test_unvalidated_judge_turns_every_win_rate_red_with_the_reason(tmp_path):
     page = page_of(tmp_path, doc(validated=False))
     assert "agreement 0.52 below the 0.60 gate" in page and "Judge not validated" in page
