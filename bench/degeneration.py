@@ -112,11 +112,6 @@ def _absolute(stats: dict, why: str = "", then: str = "") -> dict:
             "flag_reason": f"{why}{share}, {side} the absolute {stats['threshold']:.0%} threshold{then}"}
 
 
-def _points(vs: dict) -> str:
-    pts = lambda x: f"{round(100 * x, 1) + 0.0:+.1f}"  # noqa: E731  (+ 0.0: no "-0.0")
-    return f"{pts(vs['diff'])} points [{pts(vs['ci95'][0])}, {pts(vs['ci95'][1])}] over base"
-
-
 def assess(sets: dict[str, list[list[dict]]], base: str | None, absolute=(), n_boot: int = 2000, seed: int = 0,
            alpha: float | None = None) -> dict[str, dict | None]:
     """Every method's degeneration (``combine`` over its seeds' answer rows, ``sets[method]``) with its flag:
@@ -143,12 +138,14 @@ def assess(sets: dict[str, list[list[dict]]], base: str | None, absolute=(), n_b
             out[m] = _absolute(stats, "its answers share no prompt id with base's, so the absolute threshold: ")
         else:
             compared[m] = vs
+    pts = lambda x: f"{round(100 * x, 1) + 0.0:+.1f}"  # noqa: E731  (+ 0.0: no "-0.0")
     for (m, vs), p in zip(compared.items(), holm([vs["p"] for vs in compared.values()])):
         vs["p_holm"] = float(p)
         flagged = bool(vs["diff"] > 0 and p < alpha)
         verdict = "degenerates more than the model it started from" if flagged else "not above base"
         out[m] = {**out[m], "flagged": flagged, "flag_basis": "base", "vs_base": vs,
-                  "flag_reason": f"{_points(vs)} (Holm p {p:.2g}): {verdict}"}
+                  "flag_reason": f"{pts(vs['diff'])} points [{pts(vs['ci95'][0])}, {pts(vs['ci95'][1])}] over base "
+                                 f"(Holm p {p:.2g}): {verdict}"}
     return out
 
 

@@ -118,11 +118,11 @@ def test_the_degeneration_flag_says_what_it_compares_and_older_documents_still_s
     d = doc()
     d["methods"]["base"]["degeneration"] = {**shares, "degenerate": 0.37, "flagged": True, "flag_basis": "absolute",
                                             "flag_reason": "37% degenerate, above the absolute 20% threshold"}
+    above = {"diff": 0.195, "ci95": [0.1, 0.29], "p": 0.001, "p_holm": 0.002, "base": 0.37}
     d["methods"]["figa"]["degeneration"] = {**shares, "degenerate": 0.56, "flagged": True, "flag_basis": "base",
-                                            "flag_reason": reason, "vs_base": {"diff": 0.195, "ci95": [0.1, 0.29],
-                                                                               "p": 0.001, "p_holm": 0.002, "base": 0.37}}
+                                            "flag_reason": reason, "vs_base": above}
     d["methods"]["sft"]["degeneration"] = {**shares, "degenerate": 0.38, "flagged": False, "flag_basis": "base",
-                                           "flag_reason": "+1.0 points [-2.0, +4.0] over base (Holm p 1): not above base",
+                                           "flag_reason": "+1.0 points [-2.0, +4.0] over base (Holm p 1): not above",
                                            "vs_base": {"diff": 0.01, "ci95": [-0.02, 0.04], "p": 0.5, "p_holm": 1.0}}
     old = doc(run="older")
     old["methods"]["figa"]["degeneration"] = {**shares, "degenerate": 0.4, "flagged": True}  # before the comparison
