@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -200,5 +201,18 @@ from . import cli_sweep  # noqa: E402,F401  (bench sweep)
 from . import cli_data  # noqa: E402,F401  (bench data build-spa, build-edits)
 
 
+def main() -> None:
+    """The ``bench`` program. An interrupted command (exit 130 / 143) has shut down what it started; its
+    interpreter's own shutdown then gets ``procs.EXIT_WITHIN`` seconds (``procs.exit_within``)."""
+    try:
+        app()
+    except SystemExit as e:
+        if e.code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            from .procs import exit_within
+
+            exit_within(e.code)
+        raise
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -152,6 +152,25 @@ def handle_signals() -> Iterator[None]:
         _received = None  # handled: a later run_all in this process (a test, a notebook) must not see it again
 
 
+EXIT_WITHIN = 20.0  # seconds an interrupted command's interpreter may take to shut down before it exits anyway
+
+
+def exit_within(code: int) -> None:
+    """Exit with ``code`` in ``EXIT_WITHIN`` s whatever the interpreter's shutdown is waiting for. Called once an
+    interrupted command has shut down what it started: what is left is Python joining threads and running
+    ``atexit`` handlers, and a library's thread left waiting on a peer that is gone (vLLM's start-up cut short)
+    held an interrupted ``bench run`` there for minutes after it had said "interrupted"."""
+    def leave():
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(EXIT_WITHIN, leave)
+    timer.daemon = True  # runs while shutdown joins the other threads; never holds the exit itself
+    timer.start()
+
+
 def exit_code(e: BaseException) -> int:
     """130 for Ctrl-C, 143 for SIGTERM."""
     return getattr(e, "exit_code", 128 + signal.SIGINT)

@@ -329,3 +329,34 @@ def test_a_command_started_with_sigint_blocked_still_stops_on_it(tmp_path):
     finally:
         proc.kill()
     assert "Interrupted: SIGINT" in proc.stderr.read()
+
+
+LINGERING = """
+import sys, threading, time
+from bench import cli, procs
+procs.EXIT_WITHIN = 1.0
+
+@cli.app.command("linger")
+@cli.fail_cleanly
+def linger():
+    threading.Thread(target=time.sleep, args=(3600,)).start()  # not a daemon: Python's shutdown joins it
+    print("ready", flush=True)
+    time.sleep(3600)
+
+sys.argv = ["bench", "linger"]
+cli.main()
+"""
+
+
+def test_an_interrupted_command_exits_though_a_library_thread_still_waits(tmp_path):
+    """A library thread left waiting (vLLM's start-up cut short) held an interrupted ``bench run`` in Python's
+    shutdown for minutes after it had said "interrupted": the program exits 130 all the same."""
+    proc = subprocess.Popen([sys.executable, "-c", LINGERING], env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 130
+        assert "interrupted" in proc.stdout.read()
+    finally:
+        proc.kill()
