@@ -27,7 +27,8 @@ RESUME_HINT = "interrupted; run the same command again to resume from where it s
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging, tracebacks on errors")] = False):
     global VERBOSE
     VERBOSE = verbose
-    # under a launcher every rank runs this: only rank 0 tells what happens, the others only their errors
+    # under a launcher every rank runs this: only rank 0 tells what happens, the others only their errors (the
+    # launcher's RANK read here, not through bench.distributed, which would import torch into every command's start)
     quiet = int(os.environ.get("RANK", "0")) > 0
     logging.basicConfig(level=logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO,
                         format="%(message)s",
